@@ -1,0 +1,137 @@
+/**
+ * The admin plane: a Fastify app on its own port that stores Kubernetes-shaped objects and
+ * documents itself with Swagger UI. It meets the data plane only at the store.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto'
+import swagger from '@fastify/swagger'
+import swaggerUi from '@fastify/swagger-ui'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import { Compile } from 'typebox/compile'
+import type { TSchema } from 'typebox'
+import { IngressdError, toStatus } from '../errors.js'
+import type { ChangeFeed } from '../store/change-feed.js'
+import type { ObjectStore } from '../store/object-store.js'
+import { registerApplyRoute } from './apply.js'
+import { registerBodyParsers } from './content.js'
+import { registerHealthRoutes, type Readiness } from './health.js'
+import { registerResourceRoutes } from './resource-routes.js'
+import { createWriteSync } from './write-sync.js'
+import { fieldFromPointer } from '../resources/validation.js'
+
+export interface AdminOptions {
+  store: ObjectStore
+  feed: ChangeFeed
+  logger: FastifyBaseLogger | false
+  adminToken?: string
+  bodyLimit: number
+  readiness: Readiness
+  /** How long a write waits for the data plane to serve it before answering with a warning. */
+  syncTimeoutMs?: number
+}
+
+/** Paths anyone may read: health for probes, and the API's own documentation (it holds no data). */
+const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json)$|^\/docs(\/|$)/
+
+function digest (value: string): Buffer {
+  return createHash('sha256').update(value).digest()
+}
+
+/** Maps Fastify's own errors (body limit, media type, validation) to ours. */
+function toIngressdError (err: FastifyError): IngressdError {
+  if (err instanceof IngressdError) return err
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new IngressdError('INGRESSD_ERR_BODY_TOO_LARGE', `the request body is larger than the admin body limit of ${err.message.match(/\d+/)?.[0] ?? 'the configured'} bytes; raise INGRESSD_ADMIN_BODY_LIMIT or split the bundle`)
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new IngressdError('INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE', 'send the body as application/json or application/yaml')
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new IngressdError('INGRESSD_ERR_MALFORMED_BODY', 'the body is empty: send a JSON or YAML object')
+  }
+  if (err.validation !== undefined) {
+    const causes = err.validation.map(v => ({ reason: 'FieldValueInvalid', field: `${err.validationContext ?? 'query'}.${fieldFromPointer(v.instancePath)}`, message: v.message ?? 'invalid' }))
+    return new IngressdError('INGRESSD_ERR_BAD_REQUEST', `${err.validationContext ?? 'request'}: ${causes.map(c => `${c.field} ${c.message}`).join(', ')}`, { causes })
+  }
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) {
+    return new IngressdError('INGRESSD_ERR_BAD_REQUEST', err.message)
+  }
+  return new IngressdError('INGRESSD_ERR_INTERNAL', 'internal error; the log has the details', { cause: err })
+}
+
+/** Builds the admin app (routes registered, not listening). */
+export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    ...(opts.logger === false ? { logger: false } : { loggerInstance: opts.logger }),
+    bodyLimit: opts.bodyLimit,
+    // Kubernetes clients and curl users both rely on 404/405 by exact path, not trailing-slash guesses.
+    routerOptions: { ignoreTrailingSlash: false }
+  }) as unknown as FastifyInstance
+
+  // Bodies are validated by the resource schemas (one validator for YAML, JSON, /apply and every
+  // API version, answering Kubernetes causes); route schemas validate params and queries only.
+  app.setValidatorCompiler(({ schema, httpPart }) => {
+    if (httpPart === 'body') return () => true
+    const check = Compile(schema as TSchema)
+    return (data: unknown) => check.Check(data)
+      ? { value: data }
+      : { error: Object.assign(new Error([...check.Errors(data)].map(e => `${fieldFromPointer(e.instancePath)} ${e.message ?? ''}`).join(', ')), { validation: [...check.Errors(data)].map(e => ({ instancePath: e.instancePath, message: e.message })), validationContext: httpPart }) }
+  })
+  // The schemas document responses; JSON.stringify sends every field (fast-json-stringify would drop unlisted ones).
+  app.setSerializerCompiler(() => (data: unknown) => JSON.stringify(data))
+
+  registerBodyParsers(app)
+
+  const expected = opts.adminToken === undefined ? undefined : digest(opts.adminToken)
+  app.addHook('onRequest', async (req) => {
+    if (expected === undefined || PUBLIC_PATHS.test(req.url.split('?')[0] ?? '')) return
+    const header = req.headers.authorization ?? ''
+    const token = header.startsWith('Bearer ') ? header.slice(7) : ''
+    // Compare digests: equal length, constant time, whatever the caller sent.
+    if (!timingSafeEqual(digest(token), expected)) {
+      req.log.warn({ reason: header === '' ? 'missing' : 'mismatch' }, 'admin request refused: bad token')
+      throw new IngressdError('INGRESSD_ERR_UNAUTHORIZED', header === '' ? 'Unauthorized: send Authorization: Bearer <INGRESSD_ADMIN_TOKEN>' : 'Unauthorized: the bearer token is wrong')
+    }
+  })
+
+  app.setErrorHandler((error: FastifyError, req, reply) => {
+    const err = toIngressdError(error)
+    if (err.code === 'INGRESSD_ERR_INTERNAL') req.log.error({ err: error }, 'admin request failed')
+    reply.code(err.status).type('application/json').send(toStatus(err))
+  })
+  app.setNotFoundHandler((req, reply) => {
+    const err = new IngressdError('INGRESSD_ERR_NOT_FOUND', `the server could not find the requested resource: ${req.method} ${req.url.split('?')[0] ?? ''}`)
+    reply.code(404).type('application/json').send(toStatus(err))
+  })
+
+  await app.register(swagger, {
+    // Shared schemas become components named by their $id (Ingress, Service, Status...).
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => typeof json.$id === 'string' ? json.$id : `def-${i}` },
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'ingressd admin API',
+        version: '0.1.0',
+        description: 'Kubernetes-shaped Ingress, Service, Endpoints, Secret and IngressClass objects at Kubernetes paths. Bodies are JSON or YAML. Errors are Kubernetes `Status` objects whose `details.errorCode` is listed in docs/errors.md.'
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'INGRESSD_ADMIN_TOKEN' } } },
+      security: [{ bearer: [] }],
+      tags: [
+        { name: 'Ingress', description: 'networking.k8s.io/v1 Ingress: host and path rules to services' },
+        { name: 'Service', description: 'v1 Service: ports mapped to Endpoints, or an ExternalName' },
+        { name: 'Endpoints', description: 'v1 Endpoints: the addresses behind a Service' },
+        { name: 'Secret', description: 'v1 kubernetes.io/tls Secret: certificate and write-only key' },
+        { name: 'IngressClass', description: 'networking.k8s.io/v1 IngressClass (accepted for bundles that carry one)' },
+        { name: 'Apply', description: 'Many objects in one transaction' },
+        { name: 'Health', description: 'Liveness and readiness' }
+      ]
+    }
+  })
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: true, deepLinking: true } })
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
+
+  const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000)
+  registerHealthRoutes(app, opts.readiness)
+  registerResourceRoutes(app, { store: opts.store, sync })
+  registerApplyRoute(app, { store: opts.store, sync })
+  return app
+}

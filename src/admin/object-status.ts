@@ -1,0 +1,59 @@
+/**
+ * The status an object is read with: what the data plane reported about it (served, address,
+ * conflicts, problems) and what the store itself can tell (references to services and secrets
+ * that do not exist yet, which Kubernetes accepts and so do we).
+ */
+import type { Condition } from '../resources/meta.js'
+import { ingressServiceNames, type IngressSpecType } from '../resources/ingress.js'
+import { CERT_KEY } from '../resources/secret.js'
+import { inspectTlsMaterial } from '../resources/tls-material.js'
+import type { ObjectStore, StoredObject } from '../store/object-store.js'
+
+function referencesCondition (missing: string[], generation: number): Condition {
+  return missing.length === 0
+    ? { type: 'ReferencesResolved', status: 'True', reason: 'AllFound', message: 'every referenced service and secret exists', observedGeneration: generation }
+    : { type: 'ReferencesResolved', status: 'False', reason: 'ReferenceNotFound', message: `not found: ${missing.join(', ')}`, observedGeneration: generation }
+}
+
+function ingressStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> {
+  const spec = obj.content.spec as IngressSpecType
+  const ns = obj.meta.namespace
+  const missing: string[] = []
+  for (const svc of ingressServiceNames(spec)) {
+    if (store.get('Service', ns, svc) === undefined) missing.push(`service ${ns}/${svc}`)
+  }
+  for (const tls of spec.tls ?? []) {
+    if (tls.secretName !== undefined && tls.secretName !== '' && store.get('Secret', ns, tls.secretName) === undefined) missing.push(`secret ${ns}/${tls.secretName}`)
+  }
+  const reported = store.status('Ingress', ns, obj.meta.name)?.status ?? {}
+  const conditions = [...(reported.conditions as Condition[] | undefined ?? []), referencesCondition(missing, obj.meta.generation)]
+  const status: Record<string, unknown> = { loadBalancer: reported.loadBalancer ?? {}, conditions }
+  return status
+}
+
+function secretStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> {
+  const certB64 = (obj.content.data as Record<string, string> | undefined)?.[CERT_KEY]
+  const key = store.privateKey(obj.meta.namespace, obj.meta.name)
+  if (certB64 === undefined || key === undefined) return {}
+  const inspection = inspectTlsMaterial(Buffer.from(certB64, 'base64').toString('utf8'), key)
+  const status: Record<string, unknown> = { keyBytes: obj.keyBytes }
+  if (inspection.ok) {
+    const { keyBytes: _k, certBytes: _c, ...certificate } = inspection.info
+    status.certificate = certificate
+    const conditions: Condition[] = [inspection.info.expired
+      ? { type: 'CertificateValid', status: 'False', reason: 'Expired', message: `the certificate expired at ${inspection.info.notAfter}` }
+      : { type: 'CertificateValid', status: 'True', reason: 'Valid', message: `valid until ${inspection.info.notAfter}` }]
+    const reported = store.status('Secret', obj.meta.namespace, obj.meta.name)?.status
+    status.conditions = [...conditions, ...(reported?.conditions as Condition[] | undefined ?? [])]
+  }
+  return status
+}
+
+/** The status to serve with `obj`, or undefined for kinds that have none. */
+export function objectStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> | undefined {
+  switch (obj.kind) {
+    case 'Ingress': return ingressStatus(store, obj)
+    case 'Secret': return secretStatus(store, obj)
+    default: return undefined
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi.
+ */
+import { writeFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { loadConfig, SETTINGS } from '../config/config.js'
+import { IngressdError } from '../errors.js'
+import { createLogger, startGateway } from '../main.js'
+import { applyMigrations } from '../store/migrations.js'
+import { openDatabase } from '../store/database.js'
+import { generateOpenApi, OPENAPI_PATH } from '../admin/openapi.js'
+
+const USAGE = `Usage: ingressd <command> [flags]
+
+Commands:
+  serve      run the gateway (admin API, HTTP data plane)
+  migrate    apply pending schema migrations to the store and exit
+  openapi    write the admin API's OpenAPI document to openapi/openapi.json (or --out FILE, - for stdout)
+
+Flags for serve and migrate (each also an environment variable):
+${SETTINGS.map(s => `  --${s.flag.padEnd(24)} ${s.env} (default: ${s.default === '' ? 'unset' : s.default})`).join('\n')}
+`
+
+function settingFlags (): Record<string, { type: 'string' }> {
+  return Object.fromEntries(SETTINGS.map(s => [s.flag, { type: 'string' as const }]))
+}
+
+/** Runs one command; returns the exit code. */
+export async function main (argv: string[]): Promise<number> {
+  const [command, ...rest] = argv
+  try {
+    if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+      process.stdout.write(USAGE)
+      return command === undefined ? 1 : 0
+    }
+    if (command === 'serve' || command === 'migrate') {
+      const { values } = parseArgs({ args: rest, options: { ...settingFlags(), help: { type: 'boolean', short: 'h' } }, strict: true })
+      if (values.help === true) {
+        process.stdout.write(USAGE)
+        return 0
+      }
+      const config = loadConfig(values as Record<string, string | undefined>)
+      if (command === 'migrate') {
+        const db = openDatabase(config.db, { migrate: false })
+        const applied = applyMigrations(db)
+        db.close()
+        process.stdout.write(applied.length === 0 ? `${config.db}: schema is up to date\n` : `${config.db}: applied ${applied.join(', ')}\n`)
+        return 0
+      }
+      const logger = createLogger(config.logLevel)
+      const gateway = await startGateway(config, logger)
+      await new Promise<void>(resolve => {
+        const stop = (signal: string): void => {
+          logger.info({ signal }, 'shutting down')
+          gateway.close().then(resolve, resolve)
+        }
+        process.once('SIGTERM', () => stop('SIGTERM'))
+        process.once('SIGINT', () => stop('SIGINT'))
+      })
+      return 0
+    }
+    if (command === 'openapi') {
+      const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true })
+      const text = await generateOpenApi()
+      if (values.out === '-') process.stdout.write(text)
+      else writeFileSync(values.out ?? OPENAPI_PATH, text)
+      return 0
+    }
+    process.stderr.write(`ingressd: unknown command "${command}"\n\n${USAGE}`)
+    return 1
+  } catch (err) {
+    if (err instanceof IngressdError) {
+      process.stderr.write(`ingressd: ${err.message} (${err.code})\n`)
+      return 2
+    }
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') === true) {
+      process.stderr.write(`ingressd: ${(err as Error).message}\n\n${USAGE}`)
+      return 1
+    }
+    throw err
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Configuration: every setting with its default, read from flags and then the environment,
+ * validated once at start-up with a message that names the setting, and frozen.
+ * docs/configuration.md documents each entry of SETTINGS; a test keeps the two in step.
+ */
+import { isIP } from 'node:net'
+import { IngressdError } from '../errors.js'
+
+/** A host and port to listen on. */
+export interface ListenAddress {
+  host: string
+  port: number
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface Config {
+  adminAddr: ListenAddress
+  httpAddr: ListenAddress
+  httpsAddr: ListenAddress
+  db: string
+  adminToken: string | undefined
+  logLevel: LogLevel
+  adminBodyLimit: number
+  ingressClasses: string[]
+  publishAddress: string | undefined
+  trustedProxies: string[]
+  proxyConnectTimeoutMs: number
+  proxyReadTimeoutMs: number
+  proxySendTimeoutMs: number
+}
+
+interface Setting<K extends keyof Config> {
+  key: K
+  env: string
+  flag: string
+  default: string
+  description: string
+  parse: (raw: string, name: string) => Config[K]
+}
+
+function bad (name: string, raw: string, expected: string): never {
+  throw new IngressdError('INGRESSD_ERR_CONFIG', `${name}=${JSON.stringify(raw)} is invalid: ${expected}`)
+}
+
+/** Parses `host:port`, `[v6]:port` or `:port` (all interfaces). Port 0 picks a free port. */
+export function parseListenAddress (raw: string, name: string): ListenAddress {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(raw.trim())
+  if (m === null) bad(name, raw, 'expected HOST:PORT, [IPv6]:PORT or :PORT')
+  const host = m[1] ?? (m[2] === '' || m[2] === undefined ? '0.0.0.0' : m[2])
+  const port = Number(m[3])
+  if (port > 65535) bad(name, raw, 'the port must be between 0 and 65535')
+  return { host, port }
+}
+
+function parseDuration (raw: string, name: string): number {
+  const m = /^(\d+)(ms|s|m)?$/.exec(raw.trim())
+  if (m === null) bad(name, raw, 'expected a duration such as 500ms, 5s, 2m or a number of seconds')
+  const n = Number(m[1])
+  return m[2] === 'ms' ? n : m[2] === 'm' ? n * 60_000 : n * 1000
+}
+
+function parseSize (raw: string, name: string): number {
+  const m = /^(\d+)([kKmMgG]i?[bB]?)?$/.exec(raw.trim())
+  if (m === null) bad(name, raw, 'expected a size such as 10m, 512k or a number of bytes')
+  const unit = (m[2] ?? '').charAt(0).toLowerCase()
+  const factor = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1
+  return Number(m[1]) * factor
+}
+
+function parseCidrList (raw: string, name: string): string[] {
+  const list = raw.split(',').map(s => s.trim()).filter(s => s !== '')
+  for (const cidr of list) {
+    const [ip, bits] = cidr.split('/')
+    const family = isIP(ip ?? '')
+    const max = family === 6 ? 128 : 32
+    if (family === 0 || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) bad(name, raw, `"${cidr}" is not an IP address or CIDR range`)
+  }
+  return list
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+/** Every setting: its environment variable, flag, default and meaning. */
+export const SETTINGS: readonly Setting<keyof Config>[] = [
+  { key: 'adminAddr', env: 'INGRESSD_ADMIN_ADDR', flag: 'admin-addr', default: '127.0.0.1:8001', description: 'Address of the admin API. Without INGRESSD_ADMIN_TOKEN it may only be a loopback address.', parse: parseListenAddress },
+  { key: 'httpAddr', env: 'INGRESSD_HTTP_ADDR', flag: 'http-addr', default: '0.0.0.0:8080', description: 'Address of the HTTP data plane.', parse: parseListenAddress },
+  { key: 'httpsAddr', env: 'INGRESSD_HTTPS_ADDR', flag: 'https-addr', default: '0.0.0.0:8443', description: 'Address of the HTTPS data plane.', parse: parseListenAddress },
+  { key: 'db', env: 'INGRESSD_DB', flag: 'db', default: './data/ingressd.db', description: 'Path of the SQLite store; its folder is created when missing.', parse: (raw, name) => raw.trim() === '' ? bad(name, raw, 'expected a file path') : raw },
+  { key: 'adminToken', env: 'INGRESSD_ADMIN_TOKEN', flag: 'admin-token', default: '', description: 'Bearer token every admin request must carry (except /healthz and /readyz). Unset: no token, loopback only.', parse: (raw, name) => raw === '' ? undefined : raw.length < 16 ? bad(name, '<redacted>', 'a token must be at least 16 characters') : raw },
+  { key: 'logLevel', env: 'INGRESSD_LOG_LEVEL', flag: 'log-level', default: 'info', description: `Log level: ${LOG_LEVELS.join(', ')}.`, parse: (raw, name) => (LOG_LEVELS as readonly string[]).includes(raw) ? raw as LogLevel : bad(name, raw, `expected one of ${LOG_LEVELS.join(', ')}`) },
+  { key: 'adminBodyLimit', env: 'INGRESSD_ADMIN_BODY_LIMIT', flag: 'admin-body-limit', default: '10m', description: 'Largest admin request body (413 beyond).', parse: parseSize },
+  { key: 'ingressClasses', env: 'INGRESSD_INGRESS_CLASSES', flag: 'ingress-classes', default: 'ingressd,nginx', description: 'Ingress classes served, comma-separated. Ingresses with no class are always served.', parse: (raw, name) => { const l = raw.split(',').map(s => s.trim()).filter(s => s !== ''); return l.length === 0 ? bad(name, raw, 'expected at least one class name') : l } },
+  { key: 'publishAddress', env: 'INGRESSD_PUBLISH_ADDRESS', flag: 'publish-address', default: '', description: 'IP or host name shown in status.loadBalancer.ingress of served ingresses. Default: the HTTP listener\'s address.', parse: raw => raw === '' ? undefined : raw },
+  { key: 'trustedProxies', env: 'INGRESSD_TRUSTED_PROXIES', flag: 'trusted-proxies', default: '', description: 'CIDRs of proxies in front of ingressd whose X-Forwarded-* headers are kept and appended to.', parse: parseCidrList },
+  { key: 'proxyConnectTimeoutMs', env: 'INGRESSD_PROXY_CONNECT_TIMEOUT', flag: 'proxy-connect-timeout', default: '5s', description: 'Upstream connect timeout (504 beyond); per ingress: nginx.ingress.kubernetes.io/proxy-connect-timeout.', parse: parseDuration },
+  { key: 'proxyReadTimeoutMs', env: 'INGRESSD_PROXY_READ_TIMEOUT', flag: 'proxy-read-timeout', default: '60s', description: 'Longest wait for the upstream\'s response headers or between two reads of its body (504).', parse: parseDuration },
+  { key: 'proxySendTimeoutMs', env: 'INGRESSD_PROXY_SEND_TIMEOUT', flag: 'proxy-send-timeout', default: '60s', description: 'Longest wait between two writes of the request body to the upstream.', parse: parseDuration }
+]
+
+/** True for addresses only this machine can reach. */
+export function isLoopback (host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host)
+}
+
+/**
+ * Builds the configuration from flags (`--admin-addr=...` or `--admin-addr ...`), then the
+ * environment, then defaults. Throws INGRESSD_ERR_CONFIG naming the setting on a bad value.
+ */
+export function loadConfig (flags: Record<string, string | undefined> = {}, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const out: Record<string, unknown> = {}
+  for (const s of SETTINGS) {
+    const fromFlag = flags[s.flag]
+    const raw = fromFlag ?? env[s.env] ?? s.default
+    out[s.key] = s.parse(raw, fromFlag !== undefined ? `--${s.flag}` : env[s.env] !== undefined ? s.env : `${s.env} (default)`)
+  }
+  const config = out as unknown as Config
+  if (config.adminToken === undefined && !isLoopback(config.adminAddr.host)) {
+    throw new IngressdError('INGRESSD_ERR_CONFIG', `INGRESSD_ADMIN_ADDR=${config.adminAddr.host}:${config.adminAddr.port} is not a loopback address, and INGRESSD_ADMIN_TOKEN is not set: set a token (at least 16 characters) before exposing the admin API beyond this machine`)
+  }
+  return Object.freeze(config)
+}

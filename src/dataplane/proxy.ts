@@ -1,0 +1,230 @@
+/**
+ * The proxy: one catch-all handler that looks the request up in the current route table and
+ * streams it to an upstream through undici, and the WebSocket (Upgrade) tunnel beside it.
+ *
+ * It talks to undici directly rather than through @fastify/reply-from: reply-from fixes the
+ * connect timeout per plugin (ingress-nginx sets it per ingress), retries GETs on 503 up to ten
+ * times, answers socket errors with 500 and their text (which names the upstream), and rewrites
+ * Host to the upstream's. Each of those would need undoing around it.
+ */
+import { connect, type Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { PassThrough, pipeline, type Readable } from 'node:stream'
+import { Agent } from 'undici'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { ERROR_CODES, type ErrorCode } from '../errors.js'
+import type { Config } from '../config/config.js'
+import { normalizeHost } from './host.js'
+import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
+import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
+import { randomUUID } from 'node:crypto'
+
+/** The proxy's view of the world: the table to route by, swapped by the reloader. */
+export interface TableSource {
+  readonly current: RouteTable
+}
+
+type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs'>
+
+/** A short plain-text error page: status, code and request id; never an upstream address. */
+export function errorBody (code: ErrorCode, requestId: string): string {
+  const { status, summary } = ERROR_CODES[code]
+  return `${status} ${summary.replace(/^Data plane: /, '')}\ncode: ${code}\nrequest id: ${requestId}\n`
+}
+
+/** Maps an undici or socket failure to the gateway's answer. Nothing here can be a 500. */
+export function upstreamErrorCode (err: unknown): ErrorCode {
+  const code = (err as { code?: string }).code ?? ''
+  switch (code) {
+    case 'ECONNREFUSED':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+      return 'INGRESSD_ERR_UPSTREAM_UNREACHABLE'
+    case 'UND_ERR_CONNECT_TIMEOUT':
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+    case 'ETIMEDOUT':
+      return 'INGRESSD_ERR_UPSTREAM_TIMEOUT'
+    case 'HPE_INVALID_CONSTANT':
+    case 'HPE_INVALID_STATUS':
+    case 'HPE_INVALID_VERSION':
+    case 'UND_ERR_INVALID_ARG':
+    case 'UND_ERR_RESPONSE_STATUS_CODE':
+      return 'INGRESSD_ERR_UPSTREAM_BAD_RESPONSE'
+  }
+  if (code.startsWith('HPE_')) return 'INGRESSD_ERR_UPSTREAM_BAD_RESPONSE'
+  return 'INGRESSD_ERR_UPSTREAM_RESET'
+}
+
+/** `$1`..`$9` in rewrite-target from the path's regex groups; the whole URI is replaced, as nginx's rewrite does. */
+export function rewritePath (target: string, match: RouteMatch): string {
+  const captures = match.captures ?? []
+  const out = target.replace(/\$(\d)/g, (_m, d: string) => captures[Number(d) - 1] ?? '')
+  return out.startsWith('/') ? out : `/${out}`
+}
+
+function origin (u: Upstream): string {
+  return u.host.includes(':') ? `http://[${u.host}]:${u.port}` : `http://${u.host}:${u.port}`
+}
+
+/** Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown. */
+export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https') {
+  const trusted = trustedProxyList(settings.trustedProxies)
+  const rrCounters = new Map<string, number>()
+  // One undici Agent (a keep-alive pool per upstream origin) per connect timeout; pools outlive
+  // route tables, so config changes never drop warm connections.
+  const agents = new Map<number, Agent>()
+  const agentFor = (connectTimeout: number): Agent => {
+    let agent = agents.get(connectTimeout)
+    if (agent === undefined) {
+      // keepAliveTimeout stays under the 5 s common upstream idle timeout, so we never reuse a socket the upstream is closing.
+      agent = new Agent({ connect: { timeout: connectTimeout }, keepAliveTimeout: 4000, keepAliveMaxTimeout: 4000 })
+      agents.set(connectTimeout, agent)
+    }
+    return agent
+  }
+
+  const pick = (backend: Backend): Upstream => {
+    const n = rrCounters.get(backend.key) ?? 0
+    rrCounters.set(backend.key, (n + 1) % 1_000_000_000)
+    return backend.upstreams[n % backend.upstreams.length] as Upstream
+  }
+
+  const facts = (req: IncomingMessage, host: string, requestId: string): ConnectionFacts => ({
+    peer: req.socket.remoteAddress ?? '',
+    proto,
+    port: req.socket.localPort ?? 0,
+    host: req.headers.host ?? host,
+    requestId
+  })
+
+  /** Resolves a request to its route and upstream, or the error to answer with. */
+  const resolve = (req: IncomingMessage): { code: ErrorCode } | { match: RouteMatch, upstream: Upstream, path: string } => {
+    const host = normalizeHost(req.headers.host)
+    if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
+    const url = req.url ?? '/'
+    const q = url.indexOf('?')
+    const path = q === -1 ? url : url.slice(0, q)
+    const match = tables.current.find(host, path)
+    if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE' }
+    const backend = match.route.backend
+    if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS' }
+    const target = match.route.settings.rewriteTarget
+    const upstreamPath = (target === undefined ? path : rewritePath(target, match)) + (q === -1 ? '' : url.slice(q))
+    return { match, upstream: pick(backend), path: upstreamPath }
+  }
+
+  const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
+    return reply.code(ERROR_CODES[code].status).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(errorBody(code, requestId))
+  }
+
+  /** The catch-all route handler. */
+  async function handle (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
+    const req = request.raw
+    const requestId = request.id
+    const resolved = resolve(req)
+    if ('code' in resolved) return sendError(reply, resolved.code, requestId)
+    const { match, upstream } = resolved
+    const s = match.route.settings
+    reply.ingressd = { route: match.route, upstream }
+    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
+    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
+    let body: Readable | null = null
+    const abort = new AbortController()
+    if (hasBody) {
+      // proxy-send-timeout: the longest pause between two chunks of the client's body.
+      const sendTimeout = s.sendTimeoutMs ?? settings.proxySendTimeoutMs
+      const relay = new PassThrough()
+      let timer = setTimeout(() => abort.abort(), sendTimeout)
+      relay.on('data', () => { timer.refresh() })
+      relay.on('end', () => clearTimeout(timer))
+      relay.on('close', () => clearTimeout(timer))
+      pipeline(req, relay, () => { clearTimeout(timer) })
+      timer = timer.unref()
+      body = relay
+    }
+    const res: ServerResponse = reply.raw
+    const onClose = (): void => { if (!res.writableFinished) abort.abort() }
+    res.once('close', onClose)
+    const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
+    try {
+      const upstreamRes = await agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs).request({
+        origin: origin(upstream),
+        path: resolved.path,
+        method: req.method as 'GET',
+        headers,
+        body,
+        headersTimeout: readTimeout,
+        bodyTimeout: readTimeout,
+        signal: abort.signal
+      })
+      upstreamRes.body.on('error', () => {})
+      return reply.code(upstreamRes.statusCode).headers(clientResponseHeaders(upstreamRes.headers, requestId)).send(upstreamRes.body)
+    } catch (err) {
+      const code = upstreamErrorCode(err)
+      reply.ingressd.upstreamError = code
+      request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${upstream.host}:${upstream.port}` }, 'upstream request failed')
+      if (res.headersSent || req.destroyed) return reply
+      return sendError(reply, code, requestId)
+    }
+  }
+
+  /**
+   * WebSocket and other Upgrade requests: the handshake goes upstream as written (with the
+   * forwarded headers), then bytes are tunnelled both ways. The tunnel holds no reference to the
+   * route table, so later config changes leave it open.
+   */
+  function handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer): void {
+    socket.on('error', () => socket.destroy())
+    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID()
+    const resolved = resolve(req)
+    if ('code' in resolved) {
+      const status = ERROR_CODES[resolved.code].status
+      const text = errorBody(resolved.code, requestId)
+      socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : status === 400 ? 'Bad Request' : 'Service Unavailable'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nx-request-id: ${requestId}\r\n\r\n${text}`)
+      return
+    }
+    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
+    headers.connection = 'upgrade'
+    if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade
+    const connectTimeout = resolved.match.route.settings.connectTimeoutMs ?? settings.proxyConnectTimeoutMs
+    const upstream = connect({ host: resolved.upstream.host, port: resolved.upstream.port })
+    const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), connectTimeout)
+    upstream.once('connect', () => {
+      clearTimeout(timer)
+      let head1 = `${req.method ?? 'GET'} ${resolved.path} HTTP/1.1\r\n`
+      for (const [name, value] of Object.entries(headers)) {
+        for (const v of Array.isArray(value) ? value : [value]) head1 += `${name}: ${v}\r\n`
+      }
+      upstream.write(head1 + '\r\n')
+      if (head.length > 0) upstream.write(head)
+      upstream.pipe(socket)
+      socket.pipe(upstream)
+    })
+    upstream.on('error', (err) => {
+      clearTimeout(timer)
+      if (socket.writable && upstream.bytesRead === 0) {
+        const code = upstreamErrorCode(err)
+        const text = errorBody(code, requestId)
+        socket.end(`HTTP/1.1 ${ERROR_CODES[code].status} Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
+      } else socket.destroy()
+    })
+    upstream.on('close', () => socket.destroy())
+    socket.on('close', () => upstream.destroy())
+  }
+
+  async function close (): Promise<void> {
+    await Promise.all([...agents.values()].map(a => a.close()))
+  }
+
+  return { handle, handleUpgrade, close }
+}
+
+declare module 'fastify' {
+  interface FastifyReply {
+    /** What the proxy decided, for the access log. */
+    ingressd: { route?: import('./route-table.js').Route, upstream?: Upstream, upstreamError?: ErrorCode }
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The reloader: follows the store's resourceVersion, compiles a complete new route table from
+ * what the store holds, off to the side, and swaps one reference. Bursts of commits coalesce
+ * into one compile; a compile that fails leaves the last good table serving.
+ *
+ * It compiles from the store, never from in-process events alone, so several data-plane
+ * processes can each follow the same file; in-process commits only make it look sooner.
+ */
+import type { Logger } from 'pino'
+import type { Ingress } from '../resources/ingress.js'
+import type { Endpoints } from '../resources/endpoints.js'
+import type { Service } from '../resources/service.js'
+import { presentObject, kindDefinition, type KindName } from '../resources/kinds.js'
+import type { ChangeFeed } from '../store/change-feed.js'
+import type { ObjectStore } from '../store/object-store.js'
+import { compileRouteTable, type IngressReport, type RouteSnapshot } from './compile.js'
+import type { RouteTable } from './route-table.js'
+import type { Condition } from '../resources/meta.js'
+
+export interface ReloaderOptions {
+  store: ObjectStore
+  feed: ChangeFeed
+  logger: Logger
+  ingressClasses: string[]
+  /** Shown in status.loadBalancer.ingress of served ingresses. */
+  publishAddress: () => string
+  /** How often to look for commits made by other processes. */
+  pollIntervalMs?: number
+  followerId?: string
+}
+
+function storedObjects<T> (store: ObjectStore, kind: KindName): T[] {
+  const def = kindDefinition(kind)
+  return store.all(kind).map(o => presentObject(def, def.storageVersion, o.meta, o.content) as T)
+}
+
+/** Reads everything a route table is compiled from, in one read transaction (one consistent version). */
+export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot, resourceVersion: number } {
+  return store.db.transaction(() => ({
+    resourceVersion: store.resourceVersion(),
+    snapshot: {
+      ingresses: storedObjects<Ingress>(store, 'Ingress'),
+      services: storedObjects<Service>(store, 'Service'),
+      endpoints: storedObjects<Endpoints>(store, 'Endpoints')
+    }
+  }))()
+}
+
+function isIp (value: string): boolean {
+  return /^[\d.]+$/.test(value) || value.includes(':')
+}
+
+/** The status the data plane reports for one ingress. */
+export function ingressStatusFromReport (report: IngressReport, address: string, generation: number): Record<string, unknown> {
+  const conditions: Condition[] = []
+  conditions.push(report.served
+    ? { type: 'Served', status: 'True', reason: 'Serving', message: `routes are live on ${address}`, observedGeneration: generation }
+    : { type: 'Served', status: 'False', reason: report.reason ?? 'NotServed', message: report.message ?? 'not served', observedGeneration: generation })
+  if (report.conflicts.length > 0) {
+    conditions.push({ type: 'Conflicted', status: 'True', reason: 'RuleClaimedByOlderIngress', message: report.conflicts.map(c => `${c.host === '' ? '*' : c.host} ${c.path === '' ? '/' : c.path} (${c.pathType}) is served by ${c.winner}`).join('; '), observedGeneration: generation })
+  }
+  if (report.backendProblems.length > 0) {
+    conditions.push({ type: 'BackendsReady', status: 'False', reason: 'BackendUnavailable', message: report.backendProblems.map(b => `${b.service}: ${b.problem}`).join('; '), observedGeneration: generation })
+  }
+  if (report.annotationProblems.length > 0) {
+    conditions.push({ type: 'AnnotationsValid', status: 'False', reason: 'InvalidAnnotation', message: report.annotationProblems.map(p => `${p.key}: ${p.message}`).join('; '), observedGeneration: generation })
+  }
+  if (report.ignoredAnnotations.length > 0) {
+    conditions.push({ type: 'AnnotationsIgnored', status: 'True', reason: 'UnsupportedAnnotation', message: `ingressd does not implement: ${report.ignoredAnnotations.join(', ')}`, observedGeneration: generation })
+  }
+  const loadBalancer = report.served ? { ingress: [isIp(address) ? { ip: address } : { hostname: address }] } : {}
+  return { loadBalancer, conditions }
+}
+
+/** Follows the store and keeps `current` pointing at the newest good table. */
+export class Reloader {
+  private table: RouteTable | undefined
+  private servedVersion = -1
+  private running = false
+  private again = false
+  private timer: NodeJS.Timeout | undefined
+  private unsubscribe: (() => void) | undefined
+  private lastStatuses = new Map<string, string>()
+  readonly followerId: string
+  lastReloadMs = 0
+  reloadFailures = 0
+
+  constructor (private readonly opts: ReloaderOptions) {
+    this.followerId = opts.followerId ?? `dataplane-${process.pid}`
+  }
+
+  /** The table to route by. */
+  get current (): RouteTable {
+    if (this.table === undefined) throw new Error('the reloader has not compiled its first table yet')
+    return this.table
+  }
+
+  /** True once the first table serves. */
+  get ready (): boolean {
+    return this.table !== undefined
+  }
+
+  get generation (): number {
+    return this.servedVersion
+  }
+
+  /** Compiles the first table and starts following the store. */
+  start (): void {
+    this.opts.feed.register(this.followerId, -1)
+    this.reload()
+    this.unsubscribe = this.opts.store.onCommit(() => this.schedule())
+    this.timer = setInterval(() => {
+      if (this.opts.store.resourceVersion() !== this.servedVersion) this.schedule()
+    }, this.opts.pollIntervalMs ?? 250)
+    this.timer.unref()
+  }
+
+  stop (): void {
+    if (this.timer !== undefined) clearInterval(this.timer)
+    this.unsubscribe?.()
+    this.opts.feed.unregister(this.followerId)
+  }
+
+  /** Coalesces: while a compile is pending, more commits just mark one more pass. */
+  private schedule (): void {
+    if (this.running) {
+      this.again = true
+      return
+    }
+    this.running = true
+    setImmediate(() => {
+      try {
+        do {
+          this.again = false
+          this.reload()
+        } while (this.again)
+      } finally {
+        this.running = false
+      }
+    })
+  }
+
+  /** One compile and swap. Never throws: a failure keeps the last good table. */
+  reload (): void {
+    const started = performance.now()
+    let resourceVersion = -1
+    try {
+      const read = readSnapshot(this.opts.store)
+      resourceVersion = read.resourceVersion
+      if (resourceVersion === this.servedVersion && this.table !== undefined) return
+      const { table, reports } = compileRouteTable(read.snapshot, { ingressClasses: this.opts.ingressClasses, generation: resourceVersion })
+      this.table = table
+      this.servedVersion = resourceVersion
+      this.lastReloadMs = performance.now() - started
+      this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion)
+      this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')
+    } catch (err) {
+      this.reloadFailures++
+      this.opts.logger.error({ err, resourceVersion }, 'route table compile failed; the last good table keeps serving')
+      // The version was looked at: writers must not hang on it. The failure is in the log and the metrics.
+      if (resourceVersion > this.servedVersion) this.servedVersion = resourceVersion
+    }
+    this.opts.feed.reportServed(this.followerId, this.servedVersion)
+  }
+
+  private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number): void {
+    const generations = new Map(ingresses.map(i => [`${i.metadata.namespace ?? ''}/${i.metadata.name}`, i.metadata.generation]))
+    const address = this.opts.publishAddress()
+    const changed: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> }[] = []
+    const next = new Map<string, string>()
+    for (const report of reports) {
+      const key = `${report.namespace}/${report.name}`
+      const status = ingressStatusFromReport(report, address, generations.get(key) ?? 0)
+      const text = JSON.stringify(status)
+      next.set(key, text)
+      if (this.lastStatuses.get(key) !== text) changed.push({ kind: 'Ingress', namespace: report.namespace, name: report.name, status })
+    }
+    this.lastStatuses = next
+    if (changed.length === 0) return
+    try {
+      this.opts.store.setStatuses(changed, resourceVersion)
+    } catch (err) {
+      this.lastStatuses.clear()
+      this.opts.logger.warn({ err }, 'could not record ingress status; will retry on the next change')
+    }
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * Every error ingressd raises across a module boundary, each with a stable code.
+ *
+ * Admin API errors are answered in the Kubernetes `Status` shape so any Kubernetes
+ * client understands them: `reason` is the Kubernetes reason (NotFound, Invalid...),
+ * `code` the HTTP status, and `details.errorCode` our stable, searchable code.
+ * docs/errors.md lists every code; a test fails when the two drift apart.
+ */
+
+/** Kubernetes StatusReason values we answer with. */
+export type StatusReason =
+  | 'BadRequest'
+  | 'Unauthorized'
+  | 'Forbidden'
+  | 'NotFound'
+  | 'MethodNotAllowed'
+  | 'AlreadyExists'
+  | 'Conflict'
+  | 'Invalid'
+  | 'RequestEntityTooLarge'
+  | 'UnsupportedMediaType'
+  | 'InternalError'
+  | 'ServiceUnavailable'
+  | 'Timeout'
+
+/** One field-level problem, as Kubernetes reports it in `details.causes[]`. */
+export interface Cause {
+  /** Kubernetes cause type: FieldValueInvalid, FieldValueRequired, FieldValueNotSupported, FieldValueDuplicate, FieldValueTypeInvalid... */
+  reason: string
+  message: string
+  /** Field path in Kubernetes notation: `spec.rules[0].http.paths[1].path`. */
+  field: string
+}
+
+interface ErrorDefinition {
+  status: number
+  reason: StatusReason
+  /** One line for docs/errors.md. */
+  summary: string
+}
+
+/**
+ * The catalogue of error codes. Adding a code here means documenting it in docs/errors.md.
+ */
+export const ERROR_CODES = {
+  INGRESSD_ERR_BAD_REQUEST: { status: 400, reason: 'BadRequest', summary: 'The request is malformed: a body that is not JSON or YAML, or a query parameter of the wrong form.' },
+  INGRESSD_ERR_MALFORMED_BODY: { status: 400, reason: 'BadRequest', summary: 'The body could not be parsed as JSON or YAML; the message gives the line and column.' },
+  INGRESSD_ERR_UNKNOWN_KIND: { status: 400, reason: 'BadRequest', summary: 'The object\'s apiVersion and kind are not a resource ingressd serves, or they do not match the path it was sent to.' },
+  INGRESSD_ERR_NAMESPACE_MISMATCH: { status: 400, reason: 'BadRequest', summary: 'metadata.namespace (or metadata.name) in the body differs from the one in the path.' },
+  INGRESSD_ERR_INVALID: { status: 422, reason: 'Invalid', summary: 'The object breaks a validation rule; details.causes names each field.' },
+  INGRESSD_ERR_TLS_INVALID: { status: 422, reason: 'Invalid', summary: 'A kubernetes.io/tls Secret\'s certificate or key is unusable: unparseable, mismatched, an unsupported key type or a broken chain.' },
+  INGRESSD_ERR_UNAUTHORIZED: { status: 401, reason: 'Unauthorized', summary: 'The admin token is missing or wrong.' },
+  INGRESSD_ERR_NOT_FOUND: { status: 404, reason: 'NotFound', summary: 'No object of that kind, namespace and name, or no such path.' },
+  INGRESSD_ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'MethodNotAllowed', summary: 'The path exists but does not take that method.' },
+  INGRESSD_ERR_ALREADY_EXISTS: { status: 409, reason: 'AlreadyExists', summary: 'A create named an object that already exists.' },
+  INGRESSD_ERR_CONFLICT: { status: 409, reason: 'Conflict', summary: 'metadata.resourceVersion is stale: the object changed since it was read. Read it again and retry.' },
+  INGRESSD_ERR_BODY_TOO_LARGE: { status: 413, reason: 'RequestEntityTooLarge', summary: 'The body is larger than the admin body limit (INGRESSD_ADMIN_BODY_LIMIT).' },
+  INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: 'UnsupportedMediaType', summary: 'The Content-Type is not JSON, YAML or (for PATCH) merge-patch JSON.' },
+  INGRESSD_ERR_STORE_BUSY: { status: 503, reason: 'ServiceUnavailable', summary: 'The store stayed locked by another writer past the busy timeout; retry.' },
+  INGRESSD_ERR_TIMEOUT: { status: 504, reason: 'Timeout', summary: 'The change was committed but the data plane did not report serving it in time.' },
+  INGRESSD_ERR_INTERNAL: { status: 500, reason: 'InternalError', summary: 'A bug: the request failed in a way ingressd does not expect. The log has the details.' },
+  INGRESSD_ERR_NO_ROUTE: { status: 404, reason: 'NotFound', summary: 'Data plane: no ingress rule matches the request\'s host and path, and no default backend is set (the built-in default backend answers).' },
+  INGRESSD_ERR_BAD_HOST: { status: 400, reason: 'BadRequest', summary: 'Data plane: the Host header is missing or not a valid host name.' },
+  INGRESSD_ERR_NO_ENDPOINTS: { status: 503, reason: 'ServiceUnavailable', summary: 'Data plane: the backend service does not exist, lacks the port, or has no ready endpoints.' },
+  INGRESSD_ERR_UPSTREAM_UNREACHABLE: { status: 502, reason: 'ServiceUnavailable', summary: 'Data plane: the upstream refused the connection or its name did not resolve.' },
+  INGRESSD_ERR_UPSTREAM_RESET: { status: 502, reason: 'ServiceUnavailable', summary: 'Data plane: the upstream closed or reset the connection before a complete response.' },
+  INGRESSD_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, reason: 'ServiceUnavailable', summary: 'Data plane: the upstream answered with something that is not valid HTTP.' },
+  INGRESSD_ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'Timeout', summary: 'Data plane: the upstream did not connect or answer within the proxy timeouts.' },
+  INGRESSD_ERR_CONFIG: { status: 0, reason: 'BadRequest', summary: 'Start-up configuration (flags or environment) is invalid; the process exits with the message.' },
+  INGRESSD_ERR_MIGRATION: { status: 0, reason: 'InternalError', summary: 'A schema migration failed; the store is left at the last version that applied.' }
+} as const satisfies Record<string, ErrorDefinition>
+
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/** What `details` carries besides causes: the object the error is about. */
+export interface ErrorSubject {
+  name?: string
+  group?: string
+  kind?: string
+}
+
+/**
+ * The one error class of the project. Everything that crosses a module boundary is an IngressdError,
+ * so the admin plane can answer it as a Status and the CLI can print it.
+ */
+export class IngressdError extends Error {
+  readonly code: ErrorCode
+  readonly status: number
+  readonly reason: StatusReason
+  readonly causes: Cause[]
+  readonly subject: ErrorSubject
+
+  constructor (code: ErrorCode, message: string, opts: { causes?: Cause[], subject?: ErrorSubject, cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause })
+    this.name = 'IngressdError'
+    this.code = code
+    this.status = ERROR_CODES[code].status
+    this.reason = ERROR_CODES[code].reason
+    this.causes = opts.causes ?? []
+    this.subject = opts.subject ?? {}
+  }
+}
+
+/** Kubernetes `Status` object for a failed request. */
+export interface StatusBody {
+  kind: 'Status'
+  apiVersion: 'v1'
+  metadata: Record<string, never>
+  status: 'Failure'
+  message: string
+  reason: StatusReason
+  details: ErrorSubject & { causes?: Cause[], errorCode: ErrorCode }
+  code: number
+}
+
+/** Renders an error as the Kubernetes Status body the admin API answers with. */
+export function toStatus (err: IngressdError): StatusBody {
+  const details: StatusBody['details'] = { ...err.subject, errorCode: err.code }
+  if (err.causes.length > 0) details.causes = err.causes
+  return {
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: err.message,
+    reason: err.reason,
+    details,
+    code: err.status
+  }
+}
+
+/** Builds the Invalid error Kubernetes answers for a rejected object, its message listing each cause. */
+export function invalidObject (kind: string, group: string, name: string, causes: Cause[], code: ErrorCode = 'INGRESSD_ERR_INVALID'): IngressdError {
+  const qualified = group === '' ? kind : `${kind}.${group}`
+  const list = causes.map(c => `${c.field}: ${c.message}`).join(', ')
+  return new IngressdError(code, `${qualified} "${name}" is invalid: ${list}`, { causes, subject: { name, group, kind } })
+}

@@ -1,0 +1,93 @@
+/**
+ * Start-up: configuration, store, data plane, admin plane, and an orderly stop.
+ * The data plane compiles its first table before any listener opens, so the first request
+ * served already sees the stored configuration.
+ */
+import { networkInterfaces } from 'node:os'
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import { pino, type Logger } from 'pino'
+import type { Config, ListenAddress } from './config/config.js'
+import { buildAdminApp } from './admin/app.js'
+import { buildDataPlaneApp } from './dataplane/server.js'
+import { Reloader } from './dataplane/reloader.js'
+import { ChangeFeed } from './store/change-feed.js'
+import { openDatabase } from './store/database.js'
+import { ObjectStore } from './store/object-store.js'
+
+/** A running gateway: its bound addresses and how to stop it. */
+export interface Gateway {
+  addresses: { admin: AddressInfo, http: AddressInfo }
+  store: ObjectStore
+  reloader: Reloader
+  close: () => Promise<void>
+}
+
+/** The logger every part writes through: JSON lines on stdout, secrets redacted. */
+export function createLogger (level: Config['logLevel']): Logger {
+  return pino({
+    level,
+    base: { pid: process.pid },
+    redact: { paths: ['req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', '*.privateKey', '*["tls.key"]'], censor: '[redacted]' }
+  })
+}
+
+/** The address to publish in ingress status: configured, else the HTTP listener's, else this machine's first external IPv4. */
+function defaultPublishAddress (http: AddressInfo): string {
+  if (http.address !== '0.0.0.0' && http.address !== '::') return http.address
+  for (const list of Object.values(networkInterfaces())) {
+    for (const nic of list ?? []) if (nic.family === 'IPv4' && !nic.internal) return nic.address
+  }
+  return '127.0.0.1'
+}
+
+async function listen (app: FastifyInstance, addr: ListenAddress): Promise<AddressInfo> {
+  await app.listen({ host: addr.host, port: addr.port })
+  return app.server.address() as AddressInfo
+}
+
+/** Opens the store, compiles the first tables, and starts the data plane and admin listeners. */
+export async function startGateway (config: Readonly<Config>, logger: Logger = createLogger(config.logLevel)): Promise<Gateway> {
+  const db = openDatabase(config.db)
+  const store = new ObjectStore(db)
+  const feed = new ChangeFeed()
+  let httpAddress: AddressInfo | undefined
+  const reloader = new Reloader({
+    store,
+    feed,
+    logger: logger.child({ component: 'reloader' }),
+    ingressClasses: config.ingressClasses,
+    publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress))
+  })
+  const http = await buildDataPlaneApp({ tables: reloader, config, logger: logger.child({ component: 'http' }), proto: 'http' })
+  const admin = await buildAdminApp({
+    store,
+    feed,
+    logger: logger.child({ component: 'admin' }),
+    adminToken: config.adminToken,
+    bodyLimit: config.adminBodyLimit,
+    readiness: { ready: () => reloader.ready && httpAddress !== undefined, detail: () => ({ generation: reloader.generation }) }
+  })
+  try {
+    httpAddress = await listen(http, config.httpAddr)
+    // Compile once the address is known, so the first status already names it.
+    reloader.start()
+    const adminAddress = await listen(admin, config.adminAddr)
+    logger.info({ admin: `${adminAddress.address}:${adminAddress.port}`, http: `${httpAddress.address}:${httpAddress.port}`, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${adminAddress.address}:${adminAddress.port}, http ${httpAddress.address}:${httpAddress.port}`)
+    return {
+      addresses: { admin: adminAddress, http: httpAddress },
+      store,
+      reloader,
+      async close () {
+        reloader.stop()
+        await Promise.allSettled([admin.close(), http.close()])
+        db.close()
+      }
+    }
+  } catch (err) {
+    reloader.stop()
+    await Promise.allSettled([admin.close(), http.close()])
+    db.close()
+    throw err
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The ingress-nginx annotations ingressd understands: an allow-list of typed keys under
+ * `nginx.ingress.kubernetes.io/`. Unknown keys are listed as ignored, malformed values as
+ * problems, and snippet annotations (raw nginx configuration) are always refused.
+ */
+export const NGINX_PREFIX = 'nginx.ingress.kubernetes.io/'
+
+export interface IngressSettings {
+  /** rewrite-target: the URI sent upstream when the path matches; `$1`..`$9` are the path's groups */
+  rewriteTarget?: string
+  /** use-regex "true", or a rewrite-target with `$N`: the ingress's paths are regular expressions */
+  useRegex: boolean
+  /** ssl-redirect; undefined = the default: redirect to HTTPS when the host has TLS */
+  sslRedirect?: boolean
+  /** force-ssl-redirect: redirect to HTTPS even without TLS on the host */
+  forceSslRedirect: boolean
+  /** proxy-connect-timeout, in milliseconds */
+  connectTimeoutMs?: number
+  /** proxy-read-timeout, in milliseconds */
+  readTimeoutMs?: number
+  /** proxy-send-timeout, in milliseconds */
+  sendTimeoutMs?: number
+  /** proxy-body-size, in bytes; Infinity = unlimited ("0") */
+  bodySizeLimit?: number
+  /** load-balance */
+  loadBalance?: 'round_robin' | 'ewma'
+}
+
+export interface AnnotationProblem { key: string, message: string }
+
+const BOOLEAN_MESSAGE = 'expected "true" or "false"'
+const TIMEOUT_MESSAGE = 'expected a whole number of seconds from 1 to 2147483, like "5" or "5s"'
+const SIZE_MESSAGE = 'expected an nginx size: a whole number of bytes with an optional k, m or g suffix, like "1m", "512k" or "0" (unlimited)'
+const LOAD_BALANCE_MESSAGE = 'expected "round_robin" or "ewma"'
+const SNIPPET_MESSAGE = 'snippet annotations are never honoured: ingressd accepts no raw nginx configuration'
+
+/** The largest timeout a Node.js timer can hold, in seconds (2^31 - 1 ms). */
+const MAX_TIMEOUT_SECONDS = Math.floor(0x7fffffff / 1000)
+
+const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 * 1024, g: 1024 * 1024 * 1024 }
+
+/** Parses nginx size syntax ("10", "512k", "1m", "1g", case-insensitive) to bytes; zero means unlimited (Infinity). */
+export function parseNginxSize (value: string): number | undefined {
+  const match = /^(\d{1,15})([kmg]?)$/i.exec(value.trim())
+  if (match === null) return undefined
+  const bytes = Number(match[1]) * (SIZE_UNITS[(match[2] ?? '').toLowerCase()] ?? 1)
+  if (bytes === 0) return Infinity
+  return Number.isSafeInteger(bytes) ? bytes : undefined
+}
+
+function parseBoolean (value: string): boolean | undefined {
+  if (value === 'true') return true
+  if (value === 'false') return false
+  return undefined
+}
+
+function parseTimeoutMs (value: string): number | undefined {
+  const match = /^(\d{1,10})s?$/.exec(value.trim())
+  if (match === null) return undefined
+  const seconds = Number(match[1])
+  if (seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) return undefined
+  return seconds * 1000
+}
+
+type Handler = (value: string, settings: IngressSettings) => string | undefined
+
+/** Each known key (without the prefix) and how it sets the settings; a returned string is a problem. */
+const HANDLERS: Record<string, Handler> = {
+  'rewrite-target': (value, s) => {
+    if (value !== '') s.rewriteTarget = value
+    return undefined
+  },
+  'use-regex': (value, s) => {
+    const b = parseBoolean(value)
+    if (b === undefined) return BOOLEAN_MESSAGE
+    if (b) s.useRegex = true
+    return undefined
+  },
+  'ssl-redirect': (value, s) => {
+    const b = parseBoolean(value)
+    if (b === undefined) return BOOLEAN_MESSAGE
+    s.sslRedirect = b
+    return undefined
+  },
+  'force-ssl-redirect': (value, s) => {
+    const b = parseBoolean(value)
+    if (b === undefined) return BOOLEAN_MESSAGE
+    s.forceSslRedirect = b
+    return undefined
+  },
+  'proxy-connect-timeout': (value, s) => {
+    const ms = parseTimeoutMs(value)
+    if (ms === undefined) return TIMEOUT_MESSAGE
+    s.connectTimeoutMs = ms
+    return undefined
+  },
+  'proxy-read-timeout': (value, s) => {
+    const ms = parseTimeoutMs(value)
+    if (ms === undefined) return TIMEOUT_MESSAGE
+    s.readTimeoutMs = ms
+    return undefined
+  },
+  'proxy-send-timeout': (value, s) => {
+    const ms = parseTimeoutMs(value)
+    if (ms === undefined) return TIMEOUT_MESSAGE
+    s.sendTimeoutMs = ms
+    return undefined
+  },
+  'proxy-body-size': (value, s) => {
+    const bytes = parseNginxSize(value)
+    if (bytes === undefined) return SIZE_MESSAGE
+    s.bodySizeLimit = bytes
+    return undefined
+  },
+  'load-balance': (value, s) => {
+    if (value !== 'round_robin' && value !== 'ewma') return LOAD_BALANCE_MESSAGE
+    s.loadBalance = value
+    return undefined
+  }
+}
+
+/**
+ * Parses the nginx.ingress.kubernetes.io/* annotations; unknown nginx keys go to `ignored`,
+ * malformed values to `problems` (key + message saying what form is expected). Non-nginx
+ * annotations are ignored silently. Keys are visited in sorted order, so the lists are stable.
+ */
+export function parseIngressAnnotations (annotations: Record<string, string> | undefined): { settings: IngressSettings, problems: AnnotationProblem[], ignored: string[] } {
+  const settings: IngressSettings = { useRegex: false, forceSslRedirect: false }
+  const problems: AnnotationProblem[] = []
+  const ignored: string[] = []
+  if (annotations === undefined || annotations === null || typeof annotations !== 'object') return { settings, problems, ignored }
+  const keys = Object.keys(annotations).filter(k => k.startsWith(NGINX_PREFIX)).sort()
+  for (const key of keys) {
+    const name = key.slice(NGINX_PREFIX.length)
+    const raw: unknown = annotations[key]
+    if (name.endsWith('-snippet')) {
+      problems.push({ key, message: SNIPPET_MESSAGE })
+      continue
+    }
+    const handler = Object.hasOwn(HANDLERS, name) ? HANDLERS[name] : undefined
+    if (handler === undefined) {
+      ignored.push(key)
+      continue
+    }
+    if (typeof raw !== 'string') {
+      problems.push({ key, message: 'expected a string value' })
+      continue
+    }
+    const problem = handler(raw, settings)
+    if (problem !== undefined) problems.push({ key, message: `${problem}, got ${JSON.stringify(raw)}` })
+  }
+  // A rewrite-target with capture references turns regex paths on, as usesRegexPaths (path-regex.ts) decides on write.
+  if (settings.rewriteTarget !== undefined && /\$\d/.test(settings.rewriteTarget)) settings.useRegex = true
+  return { settings, problems, ignored }
+}

@@ -1,0 +1,238 @@
+/**
+ * The one repository: every resource kind is a row of `objects`, keyed by kind, namespace and
+ * name. Every write runs in one IMMEDIATE transaction that also bumps the store's
+ * resourceVersion, so a committed write and the generation the data plane follows move together
+ * and a crash leaves either all of a write or none of it.
+ */
+import { randomUUID } from 'node:crypto'
+import { isDeepStrictEqual } from 'node:util'
+import type Database from 'better-sqlite3'
+import { IngressdError } from '../errors.js'
+import type { KindName, PreparedObject, StoredContent, StoredMeta } from '../resources/kinds.js'
+
+/** An object as read from the store. The private key is never part of it. */
+export interface StoredObject {
+  kind: KindName
+  meta: StoredMeta
+  content: StoredContent
+  /** Byte size of the stored private key (Secrets), never the key. */
+  keyBytes?: number
+}
+
+/** What a write did, in `kubectl apply`'s words. */
+export type WriteOutcome = 'created' | 'configured' | 'unchanged'
+
+interface ObjectRowRaw {
+  kind: string
+  namespace: string
+  name: string
+  uid: string
+  resource_version: number
+  generation: number
+  created_at: string
+  labels: string | null
+  annotations: string | null
+  content: string
+  key_bytes: number | null
+}
+
+const COLUMNS = 'kind, namespace, name, uid, resource_version, generation, created_at, labels, annotations, content, length(private_key) AS key_bytes'
+
+function rowToObject (row: ObjectRowRaw): StoredObject {
+  const meta: StoredMeta = {
+    name: row.name,
+    namespace: row.namespace,
+    uid: row.uid,
+    resourceVersion: String(row.resource_version),
+    generation: row.generation,
+    creationTimestamp: row.created_at
+  }
+  if (row.labels !== null) meta.labels = JSON.parse(row.labels)
+  if (row.annotations !== null) meta.annotations = JSON.parse(row.annotations)
+  const out: StoredObject = { kind: row.kind as KindName, meta, content: JSON.parse(row.content) }
+  if (row.key_bytes !== null) out.keyBytes = row.key_bytes
+  return out
+}
+
+function jsonOrNull (value: Record<string, string> | undefined): string | null {
+  return value === undefined ? null : JSON.stringify(value)
+}
+
+/** Where a list page starts: after this namespace/name. */
+export interface ListCursor {
+  namespace: string
+  name: string
+}
+
+/** Translates SQLite's lock errors into the store's own, so callers never see SQLITE_BUSY as a 500. */
+function translateSqliteError (err: unknown): unknown {
+  const code = (err as { code?: string }).code
+  if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || code === 'SQLITE_BUSY_SNAPSHOT') {
+    return new IngressdError('INGRESSD_ERR_STORE_BUSY', 'the store is busy with another writer; retry the request', { cause: err })
+  }
+  return err
+}
+
+/** The object repository and the store-wide resourceVersion. Statements are prepared once. */
+export class ObjectStore {
+  readonly db: Database.Database
+  private readonly stmt
+  private readonly commitListeners = new Set<(resourceVersion: number) => void>()
+
+  constructor (db: Database.Database) {
+    this.db = db
+    this.stmt = {
+      get: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND namespace = ? AND name = ?`),
+      listAll: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND (namespace, name) > (?, ?) ORDER BY namespace, name`),
+      listNs: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND namespace = ? AND name > ? ORDER BY name`),
+      listKind: db.prepare<[string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? ORDER BY namespace, name`),
+      key: db.prepare<[string, string], { private_key: string | null }>('SELECT private_key FROM objects WHERE kind = \'Secret\' AND namespace = ? AND name = ?'),
+      keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
+      bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
+      version: db.prepare<[], { resource_version: number }>('SELECT resource_version FROM store_state WHERE id = 1'),
+      insert: db.prepare('INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, created_at, labels, annotations, content, private_key) VALUES (@kind, @namespace, @name, @uid, @rv, 1, @createdAt, @labels, @annotations, @content, @privateKey)'),
+      update: db.prepare('UPDATE objects SET resource_version = @rv, generation = @generation, labels = @labels, annotations = @annotations, content = @content, private_key = COALESCE(@privateKey, private_key) WHERE kind = @kind AND namespace = @namespace AND name = @name'),
+      remove: db.prepare<[string, string, string]>('DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?'),
+      removeStatus: db.prepare<[string, string, string]>('DELETE FROM object_status WHERE kind = ? AND namespace = ? AND name = ?'),
+      status: db.prepare<[string, string, string], { status: string, observed_version: number }>('SELECT status, observed_version FROM object_status WHERE kind = ? AND namespace = ? AND name = ?'),
+      setStatus: db.prepare('INSERT INTO object_status (kind, namespace, name, status, observed_version) VALUES (@kind, @namespace, @name, @status, @observed) ON CONFLICT (kind, namespace, name) DO UPDATE SET status = excluded.status, observed_version = excluded.observed_version'),
+      pruneStatus: db.prepare('DELETE FROM object_status WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.kind = object_status.kind AND o.namespace = object_status.namespace AND o.name = object_status.name)')
+    }
+  }
+
+  /** The store's current resourceVersion: the generation the data plane follows. */
+  resourceVersion (): number {
+    return this.stmt.version.get()?.resource_version ?? 0
+  }
+
+  /** Calls `listener` with the new resourceVersion after every committed write in this process. */
+  onCommit (listener: (resourceVersion: number) => void): () => void {
+    this.commitListeners.add(listener)
+    return () => this.commitListeners.delete(listener)
+  }
+
+  /**
+   * Runs `fn` as one IMMEDIATE transaction: it takes the write lock up front, so two writers
+   * queue on the busy timeout instead of deadlocking on a lock upgrade.
+   */
+  write<T> (fn: () => T): T {
+    const before = this.resourceVersion()
+    let result: T
+    try {
+      result = this.db.transaction(fn).immediate()
+    } catch (err) {
+      throw translateSqliteError(err)
+    }
+    const after = this.resourceVersion()
+    if (after !== before) for (const listener of this.commitListeners) listener(after)
+    return result
+  }
+
+  /** One object, or undefined. */
+  get (kind: KindName, namespace: string, name: string): StoredObject | undefined {
+    const row = this.stmt.get.get(kind, namespace, name)
+    return row === undefined ? undefined : rowToObject(row)
+  }
+
+  /** Objects of a kind in key order, in one namespace or all, starting after `cursor`. */
+  * iterate (kind: KindName, namespace: string | undefined, cursor?: ListCursor): Generator<StoredObject> {
+    const rows = namespace === undefined
+      ? this.stmt.listAll.iterate(kind, cursor?.namespace ?? '', cursor?.name ?? '')
+      : this.stmt.listNs.iterate(kind, namespace, cursor?.namespace === namespace ? cursor.name : '')
+    for (const row of rows) yield rowToObject(row)
+  }
+
+  /** Every object of a kind: what the data plane compiles from. */
+  all (kind: KindName): StoredObject[] {
+    return this.stmt.listKind.all(kind).map(rowToObject)
+  }
+
+  /** A Secret's private key, for the TLS layer and for writes that keep the stored key. Never served. */
+  privateKey (namespace: string, name: string): string | undefined {
+    return this.stmt.key.get(namespace, name)?.private_key ?? undefined
+  }
+
+  /** Every stored private key by `namespace/name`, for building TLS contexts. */
+  privateKeys (): Map<string, string> {
+    return new Map(this.stmt.keys.all().map(r => [`${r.namespace}/${r.name}`, r.private_key]))
+  }
+
+  private bump (): number {
+    const row = this.stmt.bump.get()
+    if (row === undefined) throw new IngressdError('INGRESSD_ERR_INTERNAL', 'store_state row is missing')
+    return row.resource_version
+  }
+
+  /**
+   * Creates, replaces or applies one object. Call inside write(). `mode` decides what an existing
+   * or missing object means: create refuses an existing one, replace a missing one, apply takes both.
+   */
+  put (obj: PreparedObject, mode: 'create' | 'replace' | 'apply'): { object: StoredObject, outcome: WriteOutcome } {
+    const kind = obj.def.kind
+    const subject = { name: obj.name, group: obj.def.group, kind }
+    const existing = this.stmt.get.get(kind, obj.namespace, obj.name)
+    const params = {
+      kind,
+      namespace: obj.namespace,
+      name: obj.name,
+      labels: jsonOrNull(obj.labels),
+      annotations: jsonOrNull(obj.annotations),
+      content: JSON.stringify(obj.content),
+      privateKey: obj.privateKey ?? null
+    }
+    if (existing === undefined) {
+      if (mode === 'replace') throw new IngressdError('INGRESSD_ERR_NOT_FOUND', `${kind.toLowerCase()} "${obj.name}" not found`, { subject })
+      if (mode === 'create' && obj.resourceVersion !== undefined) {
+        throw new IngressdError('INGRESSD_ERR_BAD_REQUEST', 'metadata.resourceVersion: must not be set on create', { subject, causes: [{ reason: 'FieldValueInvalid', field: 'metadata.resourceVersion', message: 'must not be set on create' }] })
+      }
+      const rv = this.bump()
+      this.stmt.insert.run({ ...params, uid: randomUUID(), rv, createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') })
+      return { object: this.mustGet(kind, obj.namespace, obj.name), outcome: 'created' }
+    }
+    if (mode === 'create') throw new IngressdError('INGRESSD_ERR_ALREADY_EXISTS', `${kind.toLowerCase()} "${obj.name}" already exists`, { subject })
+    if (obj.resourceVersion !== undefined && obj.resourceVersion !== String(existing.resource_version)) {
+      throw new IngressdError('INGRESSD_ERR_CONFLICT', `Operation cannot be fulfilled on ${obj.def.plural} "${obj.name}": the object has been modified; please apply your changes to the latest version and try again`, { subject })
+    }
+    const current = rowToObject(existing)
+    const contentChanged = !isDeepStrictEqual(current.content, obj.content) || (obj.privateKey !== undefined && obj.privateKey !== this.privateKey(obj.namespace, obj.name))
+    const metaChanged = !isDeepStrictEqual(current.meta.labels, obj.labels) || !isDeepStrictEqual(current.meta.annotations, obj.annotations)
+    if (!contentChanged && !metaChanged) return { object: current, outcome: 'unchanged' }
+    const rv = this.bump()
+    this.stmt.update.run({ ...params, rv, generation: existing.generation + (contentChanged ? 1 : 0) })
+    return { object: this.mustGet(kind, obj.namespace, obj.name), outcome: 'configured' }
+  }
+
+  /** Deletes one object; call inside write(). Returns what was deleted. */
+  delete (kind: KindName, namespace: string, name: string, subject: { group: string }): StoredObject {
+    const existing = this.get(kind, namespace, name)
+    if (existing === undefined) throw new IngressdError('INGRESSD_ERR_NOT_FOUND', `${kind.toLowerCase()} "${name}" not found`, { subject: { name, group: subject.group, kind } })
+    this.stmt.remove.run(kind, namespace, name)
+    this.stmt.removeStatus.run(kind, namespace, name)
+    this.bump()
+    return existing
+  }
+
+  /** What the data plane last reported about an object. */
+  status (kind: KindName, namespace: string, name: string): { status: Record<string, unknown>, observedVersion: number } | undefined {
+    const row = this.stmt.status.get(kind, namespace, name)
+    return row === undefined ? undefined : { status: JSON.parse(row.status), observedVersion: row.observed_version }
+  }
+
+  /** Records the data plane's reports in one transaction that does not bump the resourceVersion. */
+  setStatuses (entries: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> }[], observed: number): void {
+    try {
+      this.db.transaction(() => {
+        for (const e of entries) this.stmt.setStatus.run({ kind: e.kind, namespace: e.namespace, name: e.name, status: JSON.stringify(e.status), observed })
+        this.stmt.pruneStatus.run()
+      }).immediate()
+    } catch (err) {
+      throw translateSqliteError(err)
+    }
+  }
+
+  private mustGet (kind: KindName, namespace: string, name: string): StoredObject {
+    const obj = this.get(kind, namespace, name)
+    if (obj === undefined) throw new IngressdError('INGRESSD_ERR_INTERNAL', `${kind} ${namespace}/${name} vanished inside its own transaction`)
+    return obj
+  }
+}
