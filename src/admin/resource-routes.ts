@@ -76,11 +76,14 @@ const errorResponses = {
   422: StatusRef
 }
 
-/** Sends a write's reply once the data plane serves it, with a Kubernetes Warning header if it did not in time. */
-async function replyAfterSync (ctx: ResourceRouteContext, reply: FastifyReply, code: number, body: unknown): Promise<unknown> {
+/**
+ * Sends a write's reply once the data plane serves it (with a Kubernetes Warning header if it did
+ * not in time). The body is built after the wait, so it carries the status the data plane reported.
+ */
+async function replyAfterSync (ctx: ResourceRouteContext, reply: FastifyReply, code: number, body: () => unknown): Promise<unknown> {
   const warning = await ctx.sync.afterWrite()
   if (warning !== undefined) reply.header('warning', `299 - "${warning}"`)
-  return reply.code(code).send(body)
+  return reply.code(code).send(body())
 }
 
 function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: KindDefinition, apiVersion: string, outputSchema: TSchema, inputSchema: TSchema): void {
@@ -146,7 +149,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
     const obj = prepareObject(parseObjectText(req.body as string), { namespace }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
     const { object } = store.write(() => store.put(obj, 'create'))
-    return await replyAfterSync(ctx, reply, 201, present(object))
+    return await replyAfterSync(ctx, reply, 201, () => present(object))
   })
 
   app.get(item, {
@@ -165,7 +168,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
     const obj = prepareObject(parseObjectText(req.body as string), { namespace: nsOf(p), name: p.name as string }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
     const { object } = store.write(() => store.put(obj, 'replace'))
-    return await replyAfterSync(ctx, reply, 200, present(object))
+    return await replyAfterSync(ctx, reply, 200, () => present(object))
   })
 
   app.patch(item, {
@@ -181,7 +184,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
       const obj = prepareObject(merged, { namespace, name: p.name as string }, storedKey)
       return store.put(obj, 'replace')
     })
-    return await replyAfterSync(ctx, reply, 200, present(object))
+    return await replyAfterSync(ctx, reply, 200, () => present(object))
   })
 
   app.delete(item, {
@@ -189,7 +192,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
   }, async (req, reply) => {
     const p = req.params as Record<string, string>
     const deleted = store.write(() => store.delete(def.kind, nsOf(p), p.name as string, def))
-    return await replyAfterSync(ctx, reply, 200, presentObject(def, apiVersion, deleted.meta, deleted.content))
+    return await replyAfterSync(ctx, reply, 200, () => presentObject(def, apiVersion, deleted.meta, deleted.content))
   })
 }
 

@@ -15,6 +15,7 @@ export interface SeenRequest {
 
 export interface Origin {
   name: string
+  host: string
   port: number
   server: Server
   seen: SeenRequest[]
@@ -22,8 +23,9 @@ export interface Origin {
 
 type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void
 
-/** Starts an echo origin on 127.0.0.1:0; `handler` may answer differently. Closed at teardown. */
-export async function startOrigin (t: { teardown: (fn: () => Promise<void> | void) => void }, name: string, handler?: Handler): Promise<Origin> {
+/** Starts an echo origin (127.0.0.1 on a free port unless told); `handler` may answer differently. Closed at teardown. */
+export async function startOrigin (t: { teardown: (fn: () => Promise<void> | void) => void }, name: string, handler?: Handler, bind: { host?: string, port?: number } = {}): Promise<Origin> {
+  const host = bind.host ?? '127.0.0.1'
   const seen: SeenRequest[] = []
   const server = createServer((req, res) => {
     const chunks: Buffer[] = []
@@ -38,10 +40,13 @@ export async function startOrigin (t: { teardown: (fn: () => Promise<void> | voi
       res.end(text)
     })
   })
-  await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(bind.port ?? 0, host, resolve)
+  })
   t.teardown(() => new Promise<void>(resolve => {
     server.closeAllConnections()
     server.close(() => resolve())
   }))
-  return { name, port: (server.address() as AddressInfo).port, server, seen }
+  return { name, host, port: (server.address() as AddressInfo).port, server, seen }
 }
