@@ -5,7 +5,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
 import { Compile } from 'typebox/compile'
 import type { TSchema } from 'typebox'
 import { IngressdError, toStatus } from '../errors.js'
@@ -64,7 +64,14 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
     ...(opts.logger === false ? { logger: false } : { loggerInstance: opts.logger }),
     bodyLimit: opts.bodyLimit,
     // Kubernetes clients and curl users both rely on 404/405 by exact path, not trailing-slash guesses.
-    routerOptions: { ignoreTrailingSlash: false }
+    // Names are DNS subdomains of up to 253 characters; the router's default stops at 100.
+    routerOptions: { ignoreTrailingSlash: false, maxParamLength: 253 },
+    // Errors the router raises before any route (a longer name, a bad %-escape) answer a Status too.
+    frameworkErrors: (error, _req, res) => {
+      const err = new IngressdError('INGRESSD_ERR_BAD_REQUEST', error.message)
+      const reply = res as FastifyReply
+      reply.code(err.status).type('application/json').send(toStatus(err))
+    }
   }) as unknown as FastifyInstance
 
   // Bodies are validated by the resource schemas (one validator for YAML, JSON, /apply and every

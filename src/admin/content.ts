@@ -2,10 +2,10 @@
  * Request bodies: JSON or YAML (a JSON document is YAML too), parsed into plain objects with
  * errors that say where the text broke. The admin API is driven by curl as often as by tools,
  * and curl sends `--data-binary @ingress.yaml` as form-urlencoded, so any type that is not
- * explicitly something else is read as YAML.
+ * explicitly something else is read as YAML. A body that says it is JSON must be JSON.
  */
 import type { FastifyInstance } from 'fastify'
-import { parseAllDocuments, parseDocument } from 'yaml'
+import { parseAllDocuments } from 'yaml'
 import { IngressdError } from '../errors.js'
 
 /** Patch types Kubernetes clients send that ingressd does not implement (only merge patch is). */
@@ -15,19 +15,46 @@ function malformed (message: string): IngressdError {
   return new IngressdError('INGRESSD_ERR_MALFORMED_BODY', message)
 }
 
-/** Parses one JSON or YAML document. */
-export function parseObjectText (text: string): unknown {
-  if (text.trim() === '') throw malformed('the body is empty: send a JSON or YAML object')
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
-  const error = doc.errors[0]
-  if (error !== undefined) throw malformed(`the body is not valid JSON or YAML: ${error.message.split('\n')[0] ?? ''}`)
-  if (parseAllDocuments(text).length > 1) throw malformed('the body holds several YAML documents: send one object here, or use POST /apply for a bundle')
-  return doc.toJS({ maxAliasCount: 100 })
+/** Parses one JSON or YAML object; a stray `---` around it is fine, a second object is not. */
+export function parseObjectText (text: string | undefined): unknown {
+  if (text === undefined || text.trim() === '') throw malformed('the body is empty: send a JSON or YAML object')
+  // All documents first: parsing as one would report a second object as a syntax error.
+  const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })
+  const values: unknown[] = []
+  for (const doc of docs) {
+    const error = doc.errors[0]
+    if (error !== undefined) throw malformed(`the body is not valid JSON or YAML: ${error.message.split('\n')[0] ?? ''}`)
+    const value = doc.toJS({ maxAliasCount: 100 })
+    if (value !== null && value !== undefined) values.push(value)
+  }
+  if (values.length > 1) throw malformed('the body holds several YAML documents: send one object here, or use POST /apply for a bundle')
+  if (values.length === 0) throw malformed('the body holds no object: send a JSON or YAML object')
+  return values[0]
+}
+
+/**
+ * Refuses a body sent as JSON that is not JSON: the YAML parser would take single quotes or a
+ * trailing comma. The message gives where it broke, never the text around it (it may be a key).
+ */
+function checkJson (text: string): void {
+  try {
+    JSON.parse(text)
+  } catch (err) {
+    const reason = (err as Error).message
+    const at = /at position (\d+)/.exec(reason)
+    const ended = reason.includes('end of JSON input')
+    let where = ''
+    if (at !== null || ended) {
+      const before = text.slice(0, at === null ? text.length : Number(at[1]))
+      where = `: ${ended ? 'it ends early' : 'unexpected character'} at line ${before.split('\n').length}, column ${before.length - before.lastIndexOf('\n')}`
+    }
+    throw malformed(`the body is sent as JSON but is not valid JSON${where}`)
+  }
 }
 
 /** Parses a multi-document YAML stream (or one JSON document) into its documents, skipping empty ones. */
-export function parseManifestStream (text: string): unknown[] {
-  if (text.trim() === '') throw malformed('the body is empty: send one or more manifests')
+export function parseManifestStream (text: string | undefined): unknown[] {
+  if (text === undefined || text.trim() === '') throw malformed('the body is empty: send one or more manifests')
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })
   if (!Array.isArray(docs)) throw malformed('the body is not valid YAML')
   const out: unknown[] = []
@@ -48,6 +75,14 @@ export function registerBodyParsers (app: FastifyInstance): void {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser(UNSUPPORTED_PATCH_TYPES, (_req, _payload, done) => {
     done(new IngressdError('INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE', `this patch type is not supported: use Content-Type: application/merge-patch+json (kubectl patch --type merge), or PUT the whole object; supported patch types: ${['application/merge-patch+json'].join(', ')}`), undefined)
+  })
+  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      if ((body as string).trim() !== '') checkJson(body as string)
+      done(null, body)
+    } catch (err) {
+      done(err as Error, undefined)
+    }
   })
   app.addContentTypeParser('*', { parseAs: 'string' }, (_req, body, done) => {
     done(null, body)

@@ -295,6 +295,11 @@ function validatePath (path: string | undefined, pathType: PathType, regex: bool
       return
     }
   }
+  // In regex mode the data plane matches Prefix paths as expressions too (Exact stays literal).
+  if (regex && pathType === 'Prefix') {
+    const problem = regexPathProblem(path)
+    if (problem !== undefined) causes.invalid(`${field}.path`, path, problem)
+  }
 }
 
 /** The API server's semantic rules for an Ingress in the v1 shape. */

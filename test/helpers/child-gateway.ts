@@ -1,0 +1,77 @@
+/**
+ * The real `ingressd` command as a child process (test/helpers/cli.ts under tsx): for what only a
+ * separate process can show, such as start-up refusals, exit codes and surviving SIGKILL.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+
+const CLI = fileURLToPath(new URL('./cli.ts', import.meta.url))
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+
+export interface CliRun {
+  child: ChildProcess
+  /** Every stdout line so far (the JSON log lines of `serve`). */
+  lines: string[]
+  stderr: () => string
+  /** Settles when the process has exited. */
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+/**
+ * Spawns `ingressd <args>` with `env` on top of a copy of this process's environment from which
+ * every INGRESSD_ variable is removed, so only what the test sets counts.
+ */
+export function runCli (args: string[], env: Record<string, string> = {}): CliRun {
+  const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('INGRESSD_')))
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const lines: string[] = []
+  let partial = ''
+  let stderr = ''
+  child.stdout?.setEncoding('utf8')
+  child.stdout?.on('data', (chunk: string) => {
+    const parts = (partial + chunk).split('\n')
+    partial = parts.pop() ?? ''
+    lines.push(...parts)
+  })
+  child.stderr?.setEncoding('utf8')
+  child.stderr?.on('data', (chunk: string) => { stderr += chunk })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>(resolve => {
+    child.on('close', (code, signal) => {
+      if (partial !== '') lines.push(partial)
+      partial = ''
+      resolve({ code, signal })
+    })
+  })
+  return { child, lines, stderr: () => stderr, exited }
+}
+
+export interface ChildGateway extends CliRun {
+  /** `http://host:port` of the admin API, from the start-up log line. */
+  admin: string
+  /** The start-up log line, parsed. */
+  started: Record<string, unknown>
+}
+
+/** Runs `ingressd serve` and resolves once it logs that it serves; rejects if it exits first. */
+export async function startChildGateway (env: Record<string, string>, args: string[] = []): Promise<ChildGateway> {
+  const run = runCli(['serve', ...args], env)
+  const started = await new Promise<Record<string, unknown>>((resolve, reject) => {
+    const look = (): boolean => {
+      for (const line of run.lines) {
+        let parsed: Record<string, unknown>
+        try { parsed = JSON.parse(line) } catch { continue }
+        if (typeof parsed.msg === 'string' && parsed.msg.startsWith('ingressd serving')) {
+          resolve(parsed)
+          return true
+        }
+      }
+      return false
+    }
+    const onData = (): void => { if (look()) run.child.stdout?.off('data', onData) }
+    run.child.stdout?.on('data', onData)
+    run.exited.then(({ code, signal }) => {
+      if (!look()) reject(new Error(`ingressd exited (code ${String(code)}, signal ${String(signal)}) before serving: ${run.stderr()}${run.lines.join('\n')}`))
+    }, reject)
+  })
+  return { ...run, admin: `http://${String(started.admin)}`, started }
+}
