@@ -11,7 +11,7 @@ try {
   committed = readFileSync(OPENAPI_PATH, 'utf8')
 } catch {}
 if (committed !== generated) {
-  process.stderr.write(`openapi/openapi.json differs from what the code generates: run \`npm run openapi\` and commit the result.\n`)
+  process.stderr.write('openapi/openapi.json differs from what the code generates: run `npm run openapi` and commit the result.\n')
   process.exit(1)
 }
 process.stdout.write(`openapi/openapi.json is up to date (${Object.keys(JSON.parse(generated).paths).length} paths)\n`)

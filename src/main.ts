@@ -14,10 +14,14 @@ import { Reloader } from './dataplane/reloader.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
+import { GatewayState } from './store/gateway-state.js'
+import { CertificateCompiler } from './dataplane/compile-certificates.js'
+import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
+import { httpsServerOptions } from './dataplane/https.js'
 
 /** A running gateway: its bound addresses and how to stop it. */
 export interface Gateway {
-  addresses: { admin: AddressInfo, http: AddressInfo }
+  addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }
   store: ObjectStore
   reloader: Reloader
   close: () => Promise<void>
@@ -52,41 +56,69 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
   const store = new ObjectStore(db)
   const feed = new ChangeFeed()
   let httpAddress: AddressInfo | undefined
+  let httpsAddress: AddressInfo | undefined
+  // The default certificate comes before any listener: a client without SNI is answered with it.
+  let generatedCertificate
+  let certificates
+  try {
+    generatedCertificate = await ensureDefaultCertificate(new GatewayState(db))
+    certificates = new CertificateCompiler({ defaultSecret: config.defaultCertificate, generated: generatedCertificate, logger: logger.child({ component: 'tls' }) })
+  } catch (err) {
+    db.close()
+    throw err
+  }
   const reloader = new Reloader({
     store,
     feed,
     logger: logger.child({ component: 'reloader' }),
     ingressClasses: config.ingressClasses,
-    publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress))
+    publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress)),
+    certificates
   })
-  const http = await buildDataPlaneApp({ tables: reloader, config, logger: logger.child({ component: 'http' }), proto: 'http' })
+  const http = await buildDataPlaneApp({
+    tables: reloader,
+    config,
+    logger: logger.child({ component: 'http' }),
+    proto: 'http',
+    // Until the HTTPS listener is bound (moments at start-up), its configured port, unless that is 0.
+    httpsRedirect: { port: () => config.httpsRedirectPort ?? httpsAddress?.port ?? (config.httpsAddr.port === 0 ? undefined : config.httpsAddr.port) }
+  })
+  const https = await buildDataPlaneApp({
+    tables: reloader,
+    config,
+    logger: logger.child({ component: 'https' }),
+    proto: 'https',
+    tls: { serverOptions: httpsServerOptions(reloader, generatedCertificate, config.tlsHandshakeTimeoutMs), sni: reloader, hsts: config.hsts }
+  })
   const admin = await buildAdminApp({
     store,
     feed,
     logger: logger.child({ component: 'admin' }),
     adminToken: config.adminToken,
     bodyLimit: config.adminBodyLimit,
-    readiness: { ready: () => reloader.ready && httpAddress !== undefined, detail: () => ({ generation: reloader.generation }) }
+    readiness: { ready: () => reloader.ready && httpAddress !== undefined && httpsAddress !== undefined, detail: () => ({ generation: reloader.generation }) }
   })
   try {
     httpAddress = await listen(http, config.httpAddr)
     // Compile once the address is known, so the first status already names it.
     reloader.start()
+    // After the first compile, so the first handshake already finds the stored certificates.
+    httpsAddress = await listen(https, config.httpsAddr)
     const adminAddress = await listen(admin, config.adminAddr)
-    logger.info({ admin: `${adminAddress.address}:${adminAddress.port}`, http: `${httpAddress.address}:${httpAddress.port}`, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${adminAddress.address}:${adminAddress.port}, http ${httpAddress.address}:${httpAddress.port}`)
+    logger.info({ admin: `${adminAddress.address}:${adminAddress.port}`, http: `${httpAddress.address}:${httpAddress.port}`, https: `${httpsAddress.address}:${httpsAddress.port}`, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${adminAddress.address}:${adminAddress.port}, http ${httpAddress.address}:${httpAddress.port}, https ${httpsAddress.address}:${httpsAddress.port}`)
     return {
-      addresses: { admin: adminAddress, http: httpAddress },
+      addresses: { admin: adminAddress, http: httpAddress, https: httpsAddress },
       store,
       reloader,
       async close () {
         reloader.stop()
-        await Promise.allSettled([admin.close(), http.close()])
+        await Promise.allSettled([admin.close(), http.close(), https.close()])
         db.close()
       }
     }
   } catch (err) {
     reloader.stop()
-    await Promise.allSettled([admin.close(), http.close()])
+    await Promise.allSettled([admin.close(), http.close(), https.close()])
     db.close()
     throw err
   }

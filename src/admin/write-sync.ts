@@ -15,8 +15,10 @@ export function createWriteSync (store: ObjectStore, feed: ChangeFeed, timeoutMs
   return {
     async afterWrite () {
       const version = store.resourceVersion()
-      const served = await feed.waitServed(version, timeoutMs)
-      return served ? undefined : `the change is stored (resourceVersion ${version}) but the data plane did not confirm serving it within ${timeoutMs} ms`
+      const { served, problems } = await feed.waitServed(version, timeoutMs)
+      if (!served) return `the change is stored (resourceVersion ${version}) but the data plane did not confirm serving it within ${timeoutMs} ms`
+      if (problems.length > 0) return `the change is stored (resourceVersion ${version}) but the data plane could not compile it and keeps serving the previous configuration: ${problems.join('; ')}`
+      return undefined
     }
   }
 }

@@ -13,7 +13,7 @@ import { generateOpenApi, OPENAPI_PATH } from '../admin/openapi.js'
 const USAGE = `Usage: ingressd <command> [flags]
 
 Commands:
-  serve      run the gateway (admin API, HTTP data plane)
+  serve      run the gateway (admin API, HTTP and HTTPS data planes)
   migrate    apply pending schema migrations to the store and exit
   openapi    write the admin API's OpenAPI document to openapi/openapi.json (or --out FILE, - for stdout)
 

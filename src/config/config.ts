@@ -28,6 +28,13 @@ export interface Config {
   proxyConnectTimeoutMs: number
   proxyReadTimeoutMs: number
   proxySendTimeoutMs: number
+  /** `namespace/name` of the Secret served when no certificate matches; undefined: the generated one. */
+  defaultCertificate: string | undefined
+  tlsHandshakeTimeoutMs: number
+  /** Port put in HTTP-to-HTTPS redirects; undefined: the HTTPS listener's. */
+  httpsRedirectPort: number | undefined
+  /** Strict-Transport-Security value on HTTPS responses; undefined: none. */
+  hsts: string | undefined
 }
 
 interface Setting<K extends keyof Config> {
@@ -79,6 +86,25 @@ function parseCidrList (raw: string, name: string): string[] {
   return list
 }
 
+function parseSecretReference (raw: string, name: string): string | undefined {
+  if (raw.trim() === '') return undefined
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(raw.trim())) bad(name, raw, 'expected NAMESPACE/NAME of a kubernetes.io/tls Secret')
+  return raw.trim()
+}
+
+function parseOptionalPort (raw: string, name: string): number | undefined {
+  if (raw.trim() === '') return undefined
+  const port = /^\d{1,5}$/.test(raw.trim()) ? Number(raw.trim()) : 0
+  if (port < 1 || port > 65535) bad(name, raw, 'expected a port between 1 and 65535')
+  return port
+}
+
+function parseHsts (raw: string, name: string): string | undefined {
+  if (raw.trim() === 'off') return undefined
+  if (!/^max-age=\d+(\s*;\s*[A-Za-z][A-Za-z0-9-]*(=[A-Za-z0-9-]+)?)*$/i.test(raw.trim())) bad(name, raw, 'expected a Strict-Transport-Security value such as "max-age=15724800; includeSubDomains", or off')
+  return raw.trim()
+}
+
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 /** Every setting: its environment variable, flag, default and meaning. */
@@ -95,7 +121,11 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'trustedProxies', env: 'INGRESSD_TRUSTED_PROXIES', flag: 'trusted-proxies', default: '', description: 'CIDRs of proxies in front of ingressd whose X-Forwarded-* headers are kept and appended to.', parse: parseCidrList },
   { key: 'proxyConnectTimeoutMs', env: 'INGRESSD_PROXY_CONNECT_TIMEOUT', flag: 'proxy-connect-timeout', default: '5s', description: 'Upstream connect timeout (504 beyond); per ingress: nginx.ingress.kubernetes.io/proxy-connect-timeout.', parse: parseDuration },
   { key: 'proxyReadTimeoutMs', env: 'INGRESSD_PROXY_READ_TIMEOUT', flag: 'proxy-read-timeout', default: '60s', description: 'Longest wait for the upstream\'s response headers or between two reads of its body (504).', parse: parseDuration },
-  { key: 'proxySendTimeoutMs', env: 'INGRESSD_PROXY_SEND_TIMEOUT', flag: 'proxy-send-timeout', default: '60s', description: 'Longest wait between two writes of the request body to the upstream.', parse: parseDuration }
+  { key: 'proxySendTimeoutMs', env: 'INGRESSD_PROXY_SEND_TIMEOUT', flag: 'proxy-send-timeout', default: '60s', description: 'Longest wait between two writes of the request body to the upstream.', parse: parseDuration },
+  { key: 'defaultCertificate', env: 'INGRESSD_DEFAULT_CERT', flag: 'default-cert', default: '', description: 'NAMESPACE/NAME of the TLS Secret served to clients without SNI and for names no ingress has a certificate for. Unset: a self-signed "Kubernetes Ingress Controller Fake Certificate" generated once and kept in the store.', parse: parseSecretReference },
+  { key: 'tlsHandshakeTimeoutMs', env: 'INGRESSD_TLS_HANDSHAKE_TIMEOUT', flag: 'tls-handshake-timeout', default: '10s', description: 'Longest a client may take to complete the TLS handshake on the HTTPS listener.', parse: parseDuration },
+  { key: 'httpsRedirectPort', env: 'INGRESSD_HTTPS_REDIRECT_PORT', flag: 'https-redirect-port', default: '', description: 'Port written in HTTP-to-HTTPS redirects (omitted when 443). Unset: the HTTPS listener\'s port; set it when a port mapping (docker 443:8443) puts the listener elsewhere.', parse: parseOptionalPort },
+  { key: 'hsts', env: 'INGRESSD_HSTS', flag: 'hsts', default: 'max-age=15724800; includeSubDomains', description: 'Strict-Transport-Security header on every HTTPS response, or off.', parse: parseHsts }
 ]
 
 /** True for addresses only this machine can reach. */

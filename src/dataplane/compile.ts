@@ -3,8 +3,21 @@
  * semantics, and reports per ingress what was served, what lost a conflict and what is broken.
  * Pure: plain data in, plain data out. Never throws: a broken ingress is reported, never takes
  * down the others.
+ *
+ * Choices where the rules leave room (see also ingress-semantics.md):
+ * - Precedence counts the length of what a path matches: a Prefix path without its trailing
+ *   slash (`/` as 1), so Exact `/foo` beats Prefix `/foo/` on `/foo` as Kubernetes says.
+ * - Prefix `/foo` and `/foo/` (and ImplementationSpecific '' and `/`) match the same requests:
+ *   outside regex mode the older one shadows the other, reported as a conflict.
+ * - Regex mode: Exact paths stay exact and are checked first (nginx `location =`), although
+ *   ingress-nginx itself turns them into `~*` regexes too; a path that is not a safe regular
+ *   expression is dropped and reported in pathProblems.
+ * - A host's fallback is the default backend of the oldest ingress naming the host that has one.
+ *   A named host never falls back to the host-less rules or the catch-all; host-less rules do.
+ * - Default-backend routes (path '', pathType Prefix, defaultBackend true) get no rewrite.
  */
 import { parseIngressAnnotations, type AnnotationProblem, type IngressSettings } from '../resources/annotations.js'
+import { IngressdError } from '../errors.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress, IngressBackend, PathType } from '../resources/ingress.js'
 import { compilePathRegex, regexPathProblem } from '../resources/path-regex.js'
@@ -65,16 +78,15 @@ interface Candidate {
   /** `namespace/name` */
   id: string
   ref: { readonly namespace: string, readonly name: string }
-  settings: IngressSettings
+  settings: Readonly<IngressSettings>
+  /** The settings without rewrite, for its default-backend routes (made when first needed). */
+  defaultBackendSettings?: Readonly<IngressSettings>
   report: IngressReport
   inTable: boolean
 }
 
-interface PathClaim extends IngressPath {
+interface PathClaim {
   owner: Candidate
-}
-
-interface IngressPath {
   host: string
   path: string
   pathType: PathType
@@ -112,10 +124,6 @@ function errorMessage (err: unknown): string {
   return err instanceof Error ? err.message : String(err)
 }
 
-function freezeSettings (settings: IngressSettings): Readonly<IngressSettings> {
-  return Object.freeze({ ...settings })
-}
-
 /** Resolves backends to upstreams, one frozen Backend per key, and indexes Services and Endpoints once. */
 class BackendResolver {
   readonly #services = new Map<string, Service>()
@@ -123,11 +131,11 @@ class BackendResolver {
   readonly #cache = new Map<string, Backend>()
 
   constructor (services: Service[], endpoints: Endpoints[]) {
-    for (const svc of services ?? []) {
+    for (const svc of Array.isArray(services) ? services : []) {
       if (svc?.metadata?.name === undefined) continue
       this.#services.set(`${svc.metadata.namespace ?? 'default'}/${svc.metadata.name}`, svc)
     }
-    for (const eps of endpoints ?? []) {
+    for (const eps of Array.isArray(endpoints) ? endpoints : []) {
       if (eps?.metadata?.name === undefined) continue
       this.#endpoints.set(`${eps.metadata.namespace ?? 'default'}/${eps.metadata.name}`, eps)
     }
@@ -245,48 +253,53 @@ interface PathItem {
 
 const KIND_OF: Record<PathType, MatchKind> = { Exact: MATCH_EXACT, Prefix: MATCH_PREFIX, ImplementationSpecific: MATCH_IMPL }
 
+/** Claims on one host by pathType and path, so equal ones are adjacent, the oldest ingress first. */
+function compareClaims (a: PathClaim, b: PathClaim): number {
+  return a.pathType === b.pathType ? compareStrings(a.path, b.path) || a.owner.order - b.owner.order : PATH_TYPE_RANK[a.pathType] - PATH_TYPE_RANK[b.pathType]
+}
+
+/** Regex routes in ingress-nginx's order: longest path first, then descending string order; ties keep the oldest ingress first (stable sort). */
+function compareRegexRoutes (a: Route, b: Route): number {
+  return b.path.length - a.path.length || compareStrings(b.path, a.path) || PATH_TYPE_RANK[a.pathType] - PATH_TYPE_RANK[b.pathType]
+}
+
 /** Precedence: longest match first, then Exact, Prefix, ImplementationSpecific; then by key, so equal keys are adjacent; then the oldest ingress. */
 function comparePathItems (a: PathItem, b: PathItem): number {
   return b.length - a.length || a.kind - b.kind || compareStrings(a.key, b.key) || a.claim.owner.order - b.claim.owner.order
 }
 
 /** The parts of a stored ingress the table uses, read defensively (stored data is never trusted to be well-formed). */
-function readIngress (ing: Ingress): { rules: number, hosts: Set<string>, paths: IngressPath[], defaultBackend: IngressBackend | undefined } {
+function readIngress (ing: Ingress, owner: Candidate): { rules: number, hosts: string[], claims: PathClaim[], defaultBackend: IngressBackend | undefined } {
   const spec = ing.spec
   const rules = Array.isArray(spec?.rules) ? spec.rules : []
-  const hosts = new Set<string>()
-  const paths: IngressPath[] = []
+  const hosts: string[] = []
+  const claims: PathClaim[] = []
   for (const rule of rules) {
     const host = normalizeRuleHost(rule?.host)
-    hosts.add(host)
+    if (!hosts.includes(host)) hosts.push(host)
     for (const p of rule?.http?.paths ?? []) {
       const path = typeof p?.path === 'string' ? p.path : ''
       const pathType: PathType = p?.pathType === 'Exact' || p?.pathType === 'Prefix' ? p.pathType : 'ImplementationSpecific'
-      paths.push({ host, path, pathType, backend: p?.backend ?? undefined })
+      claims.push({ owner, host, path, pathType, backend: p?.backend ?? undefined })
     }
   }
   const defaultBackend = spec?.defaultBackend ?? undefined
-  return { rules: rules.length, hosts, paths, defaultBackend }
+  return { rules: rules.length, hosts, claims, defaultBackend }
 }
 
 /**
  * Compiles a snapshot into a frozen route table and one report per ingress (in snapshot order).
- * Never throws.
+ * A broken object is reported, never thrown; only a bug in the compiler itself throws
+ * (INGRESSD_ERR_INTERNAL), so the caller keeps its last good table.
  */
 export function compileRouteTable (snapshot: RouteSnapshot, options: CompileOptions): { table: RouteTable, reports: IngressReport[] } {
   const generation = typeof options?.generation === 'number' ? options.generation : 0
-  const reports: IngressReport[] = []
   try {
-    return compile(snapshot, options, generation, reports)
+    return compile(snapshot, options, generation, [])
   } catch (err) {
-    // Unreachable by design; if it happens, serve nothing rather than crash the data plane.
-    for (const report of reports) {
-      report.served = false
-      report.reason = 'InternalError'
-      report.message = `the route table could not be compiled: ${errorMessage(err)}`
-    }
-    const table = createRouteTable({ generation, hosts: new Map(), wildcards: new Map(), routes: [] })
-    return { table, reports }
+    // Unreachable by design. Throwing (rather than returning an empty table) lets the reloader
+    // keep the last good table serving and report the failure.
+    throw new IngressdError('INGRESSD_ERR_INTERNAL', `the route table could not be compiled: ${errorMessage(err)}`, { cause: err })
   }
 }
 
@@ -312,7 +325,7 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       const parsed = parseIngressAnnotations(ing.metadata?.annotations)
       report.annotationProblems = parsed.problems
       report.ignoredAnnotations = parsed.ignored
-      const candidate: Candidate = { order: 0, namespace, name, id: `${namespace}/${name}`, ref: Object.freeze({ namespace, name }), settings: parsed.settings, report, inTable: false }
+      const candidate: Candidate = { order: 0, namespace, name, id: `${namespace}/${name}`, ref: Object.freeze({ namespace, name }), settings: Object.freeze(parsed.settings), report, inTable: false }
       served.push({ ing, candidate, age: ageOf(ing) })
     } catch (err) {
       report.reason = 'Invalid'
@@ -344,7 +357,7 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
     // Read the stored ingress first; only a fully readable one takes part.
     let read: ReturnType<typeof readIngress>
     try {
-      read = readIngress(ing)
+      read = readIngress(ing, candidate)
     } catch (err) {
       report.reason = 'Invalid'
       report.message = `the stored ingress could not be read: ${errorMessage(err)}`
@@ -363,7 +376,7 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       if (build.fallback === undefined) build.fallback = { owner: candidate, backend: read.defaultBackend }
       else if (build.fallback.owner !== candidate) report.conflicts.push({ host, path: '*', pathType: 'DefaultBackend', winner: build.fallback.owner.id })
     }
-    for (const p of read.paths) hostBuild(p.host).claims.push({ owner: candidate, ...p })
+    for (const claim of read.claims) hostBuild(claim.host).claims.push(claim)
   }
 
   // 3. Routes, host entries.
@@ -376,7 +389,7 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       try {
         r = regexPathProblem(path) ?? compilePathRegex(path)
       } catch (err) {
-        r = `is not a usable regular expression: ${errorMessage(err)}`
+        r = errorMessage(err)
       }
       regexCache.set(path, r)
     }
@@ -390,8 +403,12 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
     let settings = owner.settings
     if (defaultBackend) {
       // Like ingress-nginx's catch-all, a default backend gets no rewrite.
-      settings = { ...settings, useRegex: false }
-      delete settings.rewriteTarget
+      if (owner.defaultBackendSettings === undefined) {
+        const copy = { ...settings, useRegex: false }
+        delete copy.rewriteTarget
+        owner.defaultBackendSettings = Object.freeze(copy)
+      }
+      settings = owner.defaultBackendSettings
     }
     const route: { -readonly [K in keyof Route]: Route[K] } = {
       ingress: owner.ref,
@@ -399,7 +416,7 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       path,
       pathType,
       backend,
-      settings: frozenSettings(owner, settings),
+      settings,
       tls: hostTls
     }
     if (regex !== undefined) route.regex = regex
@@ -408,16 +425,6 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
     const frozen = Object.freeze(route)
     routes.push(frozen)
     return frozen
-  }
-  const settingsCache = new Map<Candidate, Readonly<IngressSettings>>()
-  const frozenSettings = (owner: Candidate, settings: IngressSettings): Readonly<IngressSettings> => {
-    if (settings !== owner.settings) return freezeSettings(settings)
-    let s = settingsCache.get(owner)
-    if (s === undefined) {
-      s = freezeSettings(settings)
-      settingsCache.set(owner, s)
-    }
-    return s
   }
 
   const hosts = new Map<string, HostEntry>()
@@ -428,11 +435,10 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
   }
   for (const build of hostBuilds.values()) {
     const hostTls = tls.covers(build.host)
-    const route = (claim: PathClaim, regex?: RegExp): Route => makeRoute(claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, regex, false)
 
     // The oldest ingress keeps a host + path + pathType; the others lose it.
     const claims = build.claims
-    if (claims.length > 1) claims.sort((a, b) => a.pathType === b.pathType ? compareStrings(a.path, b.path) || a.owner.order - b.owner.order : PATH_TYPE_RANK[a.pathType] - PATH_TYPE_RANK[b.pathType])
+    if (claims.length > 1) claims.sort(compareClaims)
     const winners: PathClaim[] = []
     let regexMode = false
     for (const claim of claims) {
@@ -451,10 +457,10 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       if (regexMode && claim.pathType !== 'Exact') {
         const compiled = compiledRegex(claim.path === '' ? '/' : claim.path)
         if (typeof compiled === 'string') {
-          claim.owner.report.pathProblems.push({ host: claim.host, path: claim.path, message: `the host is in regex mode (use-regex or a rewrite-target with $N on one of its ingresses), and this path ${compiled}` })
+          claim.owner.report.pathProblems.push({ host: claim.host, path: claim.path, message: `the host is in regex mode (use-regex or a rewrite-target with $N on one of its ingresses) and this path is refused as a regular expression: ${compiled}` })
           continue
         }
-        regex.push(route(claim, compiled))
+        regex.push(makeRoute(claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, compiled, false))
         continue
       }
       const kind = KIND_OF[claim.pathType]
@@ -472,30 +478,28 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
         continue
       }
       kept = item
-      matchers.push(Object.freeze({ kind: item.kind, key: item.key, match: staticMatch(route(item.claim)) }))
+      matchers.push({ kind: item.kind, key: item.key, match: staticMatch(makeRoute(item.claim.owner, item.claim.host, item.claim.path, item.claim.pathType, item.claim.backend, hostTls, undefined, false)) })
     }
 
     const entry: { -readonly [K in keyof HostEntry]: HostEntry[K] } = { exact: EMPTY_MAP, prefix: EMPTY_MAP, impl: EMPTY_MAP, implLengths: NO_LENGTHS }
     if (matchers.length <= SMALL_HOST) {
-      if (matchers.length > 0) entry.list = Object.freeze(matchers)
+      if (matchers.length > 0) entry.list = matchers
     } else {
       const maps = [new Map<string, RouteMatch>(), new Map<string, RouteMatch>(), new Map<string, RouteMatch>()] as const
       for (const m of matchers) maps[m.kind].set(m.key, m.match)
       entry.exact = maps[MATCH_EXACT]
       entry.prefix = maps[MATCH_PREFIX]
       entry.impl = maps[MATCH_IMPL]
-      entry.implLengths = Object.freeze([...new Set(Array.from(maps[MATCH_IMPL].keys(), k => k.length))].sort((a, b) => b - a))
+      entry.implLengths = [...new Set(Array.from(maps[MATCH_IMPL].keys(), k => k.length))].sort((a, b) => b - a)
     }
     if (regexMode) {
-      // nginx checks regex locations in order; ingress-nginx writes them longest path first,
-      // then in descending string order. Ties keep the oldest ingress first (stable sort).
-      regex.sort((a, b) => b.path.length - a.path.length || compareStrings(b.path, a.path) || PATH_TYPE_RANK[a.pathType] - PATH_TYPE_RANK[b.pathType])
-      entry.regex = Object.freeze(regex)
+      // nginx checks regex locations in the order ingress-nginx writes them.
+      regex.sort(compareRegexRoutes)
+      entry.regex = regex
     }
     if (build.fallback !== undefined) {
       entry.fallback = staticMatch(makeRoute(build.fallback.owner, build.host, '', 'Prefix', build.fallback.backend, hostTls, undefined, true))
     }
-    Object.freeze(entry)
     if (build.host === '') hostless = entry
     else if (build.host.startsWith('*.')) wildcards.set(build.host.slice(2), entry)
     else hosts.set(build.host, entry)

@@ -53,7 +53,8 @@ export function upstreamRequestHeaders (incoming: IncomingHttpHeaders, facts: Co
   const out: Record<string, string | string[]> = {}
   const listed = connectionListed(incoming.connection)
   for (const [name, value] of Object.entries(incoming)) {
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.includes(name)) continue
+    // HTTP/2 pseudo-headers (:authority, :path...) describe the client's stream, not the request upstream.
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.includes(name) || name.startsWith(':')) continue
     out[name] = value
   }
   out.host = facts.host

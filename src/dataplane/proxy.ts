@@ -15,9 +15,13 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ERROR_CODES, type ErrorCode } from '../errors.js'
 import type { Config } from '../config/config.js'
 import { normalizeHost } from './host.js'
+import { normalizeRequestPath } from './request-path.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
+import { requestHasBody, requestHost } from './http2-compat.js'
+import { createHttpsRedirect, sendHttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
 import { randomUUID } from 'node:crypto'
+import { STATUS_CODES } from 'node:http'
 
 /** The proxy's view of the world: the table to route by, swapped by the reloader. */
 export interface TableSource {
@@ -32,9 +36,26 @@ export function errorBody (code: ErrorCode, requestId: string): string {
   return `${status} ${summary.replace(/^Data plane: /, '')}\ncode: ${code}\nrequest id: ${requestId}\n`
 }
 
+/** A request id as ingress-nginx makes them: 32 hex characters. */
+export function newRequestId (): string {
+  return randomUUID().replace(/-/g, '')
+}
+
+/** A complete HTTP/1.1 error response for a connection Fastify does not own (an Upgrade). */
+function rawErrorResponse (code: ErrorCode, requestId: string): string {
+  const status = ERROR_CODES[code].status
+  const text = errorBody(code, requestId)
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`
+}
+
 /** Maps an undici or socket failure to the gateway's answer. Nothing here can be a 500. */
 export function upstreamErrorCode (err: unknown): ErrorCode {
-  const code = (err as { code?: string }).code ?? ''
+  const name = (err as { name?: string }).name
+  // undici's HTTPParserError (a response that is not HTTP) carries no code of its own.
+  if (name === 'HTTPParserError') return 'INGRESSD_ERR_UPSTREAM_BAD_RESPONSE'
+  // The request was aborted by proxy-send-timeout (a client that went away gets no answer at all).
+  if (name === 'AbortError') return 'INGRESSD_ERR_UPSTREAM_TIMEOUT'
+  const code = String((err as { code?: unknown }).code ?? '')
   switch (code) {
     case 'ECONNREFUSED':
     case 'ENOTFOUND':
@@ -58,11 +79,19 @@ export function upstreamErrorCode (err: unknown): ErrorCode {
   return 'INGRESSD_ERR_UPSTREAM_RESET'
 }
 
-/** `$1`..`$9` in rewrite-target from the path's regex groups; the whole URI is replaced, as nginx's rewrite does. */
-export function rewritePath (target: string, match: RouteMatch): string {
+/**
+ * The URI sent upstream under rewrite-target, as nginx's `rewrite` builds it: the whole URI is
+ * replaced by the target, `$1`..`$9` filled from the path's regex groups; the original query
+ * is kept, after the target's own arguments when the target has some. A target equal to the
+ * rule's path is no rewrite at all (ingress-nginx's needsRewrite).
+ */
+export function rewriteUri (target: string, match: RouteMatch, path: string, query: string): string {
+  if (target === match.route.path) return path + query
   const captures = match.captures ?? []
-  const out = target.replace(/\$(\d)/g, (_m, d: string) => captures[Number(d) - 1] ?? '')
-  return out.startsWith('/') ? out : `/${out}`
+  let out = target.replace(/\$(\d)/g, (_m, d: string) => captures[Number(d) - 1] ?? '')
+  if (!out.startsWith('/')) out = `/${out}`
+  if (query === '') return out
+  return out.includes('?') ? `${out}&${query.slice(1)}` : out + query
 }
 
 function origin (u: Upstream): string {
@@ -70,8 +99,9 @@ function origin (u: Upstream): string {
 }
 
 /** Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown. */
-export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https') {
+export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions) {
   const trusted = trustedProxyList(settings.trustedProxies)
+  const redirectToHttps = proto === 'http' && httpsRedirect !== undefined ? createHttpsRedirect(trusted, httpsRedirect) : undefined
   const rrCounters = new Map<string, number>()
   // One undici Agent (a keep-alive pool per upstream origin) per connect timeout; pools outlive
   // route tables, so config changes never drop warm connections.
@@ -96,23 +126,25 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     peer: req.socket.remoteAddress ?? '',
     proto,
     port: req.socket.localPort ?? 0,
-    host: req.headers.host ?? host,
+    host: requestHost(req.headers) ?? host,
     requestId
   })
 
   /** Resolves a request to its route and upstream, or the error to answer with. */
   const resolve = (req: IncomingMessage): { code: ErrorCode } | { match: RouteMatch, upstream: Upstream, path: string } => {
-    const host = normalizeHost(req.headers.host)
+    const host = normalizeHost(requestHost(req.headers))
     if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
     const url = req.url ?? '/'
     const q = url.indexOf('?')
-    const path = q === -1 ? url : url.slice(0, q)
+    const path = normalizeRequestPath(q === -1 ? url : url.slice(0, q))
+    if (path === undefined) return { code: 'INGRESSD_ERR_BAD_PATH' }
     const match = tables.current.find(host, path)
     if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE' }
     const backend = match.route.backend
     if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS' }
     const target = match.route.settings.rewriteTarget
-    const upstreamPath = (target === undefined ? path : rewritePath(target, match)) + (q === -1 ? '' : url.slice(q))
+    const query = q === -1 ? '' : url.slice(q)
+    const upstreamPath = target === undefined ? path + query : rewriteUri(target, match, path, query)
     return { match, upstream: pick(backend), path: upstreamPath }
   }
 
@@ -124,13 +156,19 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   async function handle (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const req = request.raw
     const requestId = request.id
+    const redirect = redirectToHttps?.(req, tables.current)
+    if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
     const resolved = resolve(req)
-    if ('code' in resolved) return sendError(reply, resolved.code, requestId)
+    if ('code' in resolved) {
+      // The built-in default backend answers its health path, as ingress-nginx's does.
+      if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
+      return sendError(reply, resolved.code, requestId)
+    }
     const { match, upstream } = resolved
     const s = match.route.settings
     reply.ingressd = { route: match.route, upstream }
     const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
-    const hasBody = req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')
+    const hasBody = requestHasBody(req)
     let body: Readable | null = null
     const abort = new AbortController()
     if (hasBody) {
@@ -138,7 +176,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       const sendTimeout = s.sendTimeoutMs ?? settings.proxySendTimeoutMs
       const relay = new PassThrough()
       let timer = setTimeout(() => abort.abort(), sendTimeout)
-      relay.on('data', () => { timer.refresh() })
+      // Observe the source, which pipe() already reads: a 'data' listener on the relay would drain it.
+      req.on('data', () => { timer.refresh() })
       relay.on('end', () => clearTimeout(timer))
       relay.on('close', () => clearTimeout(timer))
       pipeline(req, relay, () => { clearTimeout(timer) })
@@ -178,12 +217,10 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
    */
   function handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => socket.destroy())
-    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? randomUUID()
+    const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId()
     const resolved = resolve(req)
     if ('code' in resolved) {
-      const status = ERROR_CODES[resolved.code].status
-      const text = errorBody(resolved.code, requestId)
-      socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : status === 400 ? 'Bad Request' : 'Service Unavailable'}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nx-request-id: ${requestId}\r\n\r\n${text}`)
+      socket.end(rawErrorResponse(resolved.code, requestId))
       return
     }
     const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
@@ -207,8 +244,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       clearTimeout(timer)
       if (socket.writable && upstream.bytesRead === 0) {
         const code = upstreamErrorCode(err)
-        const text = errorBody(code, requestId)
-        socket.end(`HTTP/1.1 ${ERROR_CODES[code].status} Bad Gateway\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`)
+        socket.end(rawErrorResponse(code, requestId))
       } else socket.destroy()
     })
     upstream.on('close', () => socket.destroy())

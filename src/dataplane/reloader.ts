@@ -10,12 +10,15 @@ import type { Logger } from 'pino'
 import type { Ingress } from '../resources/ingress.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Service } from '../resources/service.js'
+import type { Secret } from '../resources/secret.js'
 import { presentObject, kindDefinition, type KindName } from '../resources/kinds.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
 import { compileRouteTable, type IngressReport, type RouteSnapshot } from './compile.js'
 import type { RouteTable } from './route-table.js'
 import type { Condition } from '../resources/meta.js'
+import { certificatesCondition, type CertificateCompileResult, type CertificateCompiler, type CertificateProblem, type TlsSnapshot } from './compile-certificates.js'
+import type { SniTable } from './sni-table.js'
 
 export interface ReloaderOptions {
   store: ObjectStore
@@ -27,6 +30,8 @@ export interface ReloaderOptions {
   /** How often to look for commits made by other processes. */
   pollIntervalMs?: number
   followerId?: string
+  /** Compiles the SNI table beside each route table; without it there is no SNI table. */
+  certificates?: CertificateCompiler
 }
 
 function storedObjects<T> (store: ObjectStore, kind: KindName): T[] {
@@ -35,13 +40,15 @@ function storedObjects<T> (store: ObjectStore, kind: KindName): T[] {
 }
 
 /** Reads everything a route table is compiled from, in one read transaction (one consistent version). */
-export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot, resourceVersion: number } {
+export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot & TlsSnapshot, resourceVersion: number } {
   return store.db.transaction(() => ({
     resourceVersion: store.resourceVersion(),
     snapshot: {
       ingresses: storedObjects<Ingress>(store, 'Ingress'),
       services: storedObjects<Service>(store, 'Service'),
-      endpoints: storedObjects<Endpoints>(store, 'Endpoints')
+      endpoints: storedObjects<Endpoints>(store, 'Endpoints'),
+      secrets: storedObjects<Secret>(store, 'Secret'),
+      privateKeys: store.privateKeys()
     }
   }))()
 }
@@ -51,13 +58,16 @@ function isIp (value: string): boolean {
 }
 
 /** The status the data plane reports for one ingress. */
-export function ingressStatusFromReport (report: IngressReport, address: string, generation: number): Record<string, unknown> {
+export function ingressStatusFromReport (report: IngressReport, address: string, generation: number, certificateProblems: readonly CertificateProblem[] = []): Record<string, unknown> {
   const conditions: Condition[] = []
   conditions.push(report.served
     ? { type: 'Served', status: 'True', reason: 'Serving', message: `routes are live on ${address}`, observedGeneration: generation }
     : { type: 'Served', status: 'False', reason: report.reason ?? 'NotServed', message: report.message ?? 'not served', observedGeneration: generation })
   if (report.conflicts.length > 0) {
     conditions.push({ type: 'Conflicted', status: 'True', reason: 'RuleClaimedByOlderIngress', message: report.conflicts.map(c => `${c.host === '' ? '*' : c.host} ${c.path === '' ? '/' : c.path} (${c.pathType}) is served by ${c.winner}`).join('; '), observedGeneration: generation })
+  }
+  if (report.pathProblems.length > 0) {
+    conditions.push({ type: 'PathsCompiled', status: 'False', reason: 'PathNotCompiled', message: report.pathProblems.map(p => `${p.host === '' ? '*' : p.host} ${p.path}: ${p.message}`).join('; '), observedGeneration: generation })
   }
   if (report.backendProblems.length > 0) {
     conditions.push({ type: 'BackendsReady', status: 'False', reason: 'BackendUnavailable', message: report.backendProblems.map(b => `${b.service}: ${b.problem}`).join('; '), observedGeneration: generation })
@@ -68,6 +78,7 @@ export function ingressStatusFromReport (report: IngressReport, address: string,
   if (report.ignoredAnnotations.length > 0) {
     conditions.push({ type: 'AnnotationsIgnored', status: 'True', reason: 'UnsupportedAnnotation', message: `ingressd does not implement: ${report.ignoredAnnotations.join(', ')}`, observedGeneration: generation })
   }
+  if (certificateProblems.length > 0) conditions.push(certificatesCondition(certificateProblems, generation))
   const loadBalancer = report.served ? { ingress: [isIp(address) ? { ip: address } : { hostname: address }] } : {}
   return { loadBalancer, conditions }
 }
@@ -75,6 +86,7 @@ export function ingressStatusFromReport (report: IngressReport, address: string,
 /** Follows the store and keeps `current` pointing at the newest good table. */
 export class Reloader {
   private table: RouteTable | undefined
+  private sniTable: SniTable | undefined
   private servedVersion = -1
   private running = false
   private again = false
@@ -93,6 +105,11 @@ export class Reloader {
   get current (): RouteTable {
     if (this.table === undefined) throw new Error('the reloader has not compiled its first table yet')
     return this.table
+  }
+
+  /** The SNI table compiled with `current`; undefined until then, or without a certificate compiler. */
+  get sni (): SniTable | undefined {
+    return this.sniTable
   }
 
   /** True once the first table serves. */
@@ -149,31 +166,42 @@ export class Reloader {
       resourceVersion = read.resourceVersion
       if (resourceVersion === this.servedVersion && this.table !== undefined) return
       const { table, reports } = compileRouteTable(read.snapshot, { ingressClasses: this.opts.ingressClasses, generation: resourceVersion })
+      const tls = this.opts.certificates?.compile(read.snapshot, reports, resourceVersion)
+      // Both tables swap together: a handshake and the request after it see the same version.
       this.table = table
+      if (tls !== undefined) this.sniTable = tls.table
       this.servedVersion = resourceVersion
       this.lastReloadMs = performance.now() - started
-      this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion)
+      this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
       this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')
     } catch (err) {
       this.reloadFailures++
       this.opts.logger.error({ err, resourceVersion }, 'route table compile failed; the last good table keeps serving')
-      // The version was looked at: writers must not hang on it. The failure is in the log and the metrics.
+      // The version was looked at: writers must not hang on it, and they are told it failed.
       if (resourceVersion > this.servedVersion) this.servedVersion = resourceVersion
+      this.opts.feed.reportServed(this.followerId, this.servedVersion, `compile failed at resourceVersion ${resourceVersion}: ${(err as Error).message}`)
+      return
     }
     this.opts.feed.reportServed(this.followerId, this.servedVersion)
   }
 
-  private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number): void {
+  private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number, tls?: CertificateCompileResult): void {
     const generations = new Map(ingresses.map(i => [`${i.metadata.namespace ?? ''}/${i.metadata.name}`, i.metadata.generation]))
     const address = this.opts.publishAddress()
     const changed: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> }[] = []
     const next = new Map<string, string>()
     for (const report of reports) {
       const key = `${report.namespace}/${report.name}`
-      const status = ingressStatusFromReport(report, address, generations.get(key) ?? 0)
+      const status = ingressStatusFromReport(report, address, generations.get(key) ?? 0, tls?.ingressProblems.get(key))
       const text = JSON.stringify(status)
       next.set(key, text)
       if (this.lastStatuses.get(key) !== text) changed.push({ kind: 'Ingress', namespace: report.namespace, name: report.name, status })
+    }
+    for (const { namespace, name, status } of tls?.secretStatuses ?? []) {
+      const key = `Secret ${namespace}/${name}`
+      const text = JSON.stringify(status)
+      next.set(key, text)
+      if (this.lastStatuses.get(key) !== text) changed.push({ kind: 'Secret', namespace, name, status })
     }
     this.lastStatuses = next
     if (changed.length === 0) return

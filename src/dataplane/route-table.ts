@@ -73,7 +73,8 @@ export interface PathMatcher {
 
 /**
  * One host's routes, laid out for lookup. Matches are prebuilt and frozen, so a non-regex
- * lookup allocates nothing. Built by compile.ts, never changed afterwards.
+ * lookup allocates nothing. Built by compile.ts and never changed afterwards; only the table's
+ * private fields reach it, so it is left unfrozen (what find() hands out is frozen).
  *
  * A small host keeps its non-regex paths in `list`, sorted by precedence (the length of what
  * the path matches, then Exact, Prefix, ImplementationSpecific): the first that matches wins. A

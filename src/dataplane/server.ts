@@ -2,36 +2,44 @@
  * The data-plane Fastify app: no route per ingress (Fastify cannot add routes once it listens),
  * one catch-all route that routes by the current table, and an Upgrade handler for WebSockets.
  */
-import { randomUUID } from 'node:crypto'
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from '../config/config.js'
 import { acceptableRequestId } from './forwarded.js'
-import { createProxy, errorBody, type TableSource } from './proxy.js'
+import { createProxy, errorBody, newRequestId, type TableSource } from './proxy.js'
+import { httpsFastifyOptions, prepareHttpsServer, type DataPlaneTls } from './https.js'
+import type { HttpsRedirectOptions } from './ssl-redirect.js'
+import { requestHost } from './http2-compat.js'
 
 export interface DataPlaneOptions {
   tables: TableSource
   config: Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs'>
   logger: Logger
   proto: 'http' | 'https'
+  /** HTTPS only: TLS (HTTP/2 through ALPN, HTTP/1.1 fallback, SNI) and HSTS. */
+  tls?: DataPlaneTls
+  /** HTTP only: where redirects to HTTPS point. */
+  httpsRedirect?: HttpsRedirectOptions
 }
 
 /** Builds the HTTP data-plane app (not listening). */
 export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<FastifyInstance> {
-  const proxy = createProxy(opts.tables, opts.config, opts.proto)
+  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect)
   const app = Fastify({
     loggerInstance: opts.logger,
     // The access log below writes one line per request; Fastify's two are off.
     logController: new LogController({ disableRequestLogging: true }),
     // X-Request-ID: the client's when it is a sane token (as ingress-nginx keeps it), else a new one.
-    genReqId: (req) => acceptableRequestId(req.headers['x-request-id']) ?? randomUUID().replace(/-/g, ''),
+    genReqId: (req) => acceptableRequestId(req.headers['x-request-id']) ?? newRequestId(),
     requestIdHeader: false,
     // Timeouts the gateway sets rather than inherits (see docs/configuration.md).
     keepAliveTimeout: 75_000,
     requestTimeout: 0,
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 100_000 },
-    return503OnClosing: true
+    return503OnClosing: true,
+    ...(opts.tls === undefined ? {} : httpsFastifyOptions(opts.tls))
   }) as unknown as FastifyInstance
+  if (opts.tls !== undefined) prepareHttpsServer(app, opts.tls, opts.logger)
 
   // Bodies stream through untouched: the parser hands the raw stream to the proxy.
   app.removeAllContentTypeParsers()
@@ -44,7 +52,7 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
     const info = reply.ingressd
     req.log.info({
       client: req.socket.remoteAddress,
-      host: req.headers.host,
+      host: requestHost(req.headers),
       method: req.method,
       path: req.url,
       status: reply.statusCode,

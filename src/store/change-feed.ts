@@ -6,13 +6,21 @@
 
 interface Waiter {
   resourceVersion: number
-  resolve: (served: boolean) => void
+  resolve: (outcome: ServeOutcome) => void
   timer: NodeJS.Timeout
+}
+
+/** What a writer learns: whether every follower took the version in time, and any that could not compile it. */
+export interface ServeOutcome {
+  served: boolean
+  problems: string[]
 }
 
 /** Tracks what each data-plane follower serves, and who is waiting for what. */
 export class ChangeFeed {
   private readonly served = new Map<string, number>()
+  /** The last compile failure per follower, with the version it happened at. */
+  private readonly failures = new Map<string, { resourceVersion: number, message: string }>()
   private waiters: Waiter[] = []
 
   /** A follower joins; until it reports, writes wait for it. */
@@ -26,8 +34,12 @@ export class ChangeFeed {
     this.settle()
   }
 
-  /** A follower now serves tables built from `resourceVersion` (or later). */
-  reportServed (followerId: string, resourceVersion: number): void {
+  /**
+   * A follower has processed `resourceVersion`: it serves tables built from it, or, with
+   * `problem`, it could not compile them and keeps serving its last good tables.
+   */
+  reportServed (followerId: string, resourceVersion: number, problem?: string): void {
+    if (problem !== undefined) this.failures.set(followerId, { resourceVersion, message: problem })
     if ((this.served.get(followerId) ?? -1) >= resourceVersion) return
     this.served.set(followerId, resourceVersion)
     this.settle()
@@ -40,20 +52,25 @@ export class ChangeFeed {
     return min
   }
 
-  /** Resolves true once every follower serves `resourceVersion`, false after `timeoutMs`. */
-  waitServed (resourceVersion: number, timeoutMs: number): Promise<boolean> {
-    if (this.servedByAll() >= resourceVersion) return Promise.resolve(true)
+  /** Resolves once every follower has processed `resourceVersion`, or after `timeoutMs` with served false. */
+  waitServed (resourceVersion: number, timeoutMs: number): Promise<ServeOutcome> {
+    if (this.servedByAll() >= resourceVersion) return Promise.resolve(this.outcome(resourceVersion, true))
     return new Promise(resolve => {
       const waiter: Waiter = {
         resourceVersion,
         resolve,
         timer: setTimeout(() => {
           this.waiters = this.waiters.filter(w => w !== waiter)
-          resolve(false)
+          resolve(this.outcome(resourceVersion, false))
         }, timeoutMs)
       }
       this.waiters.push(waiter)
     })
+  }
+
+  private outcome (resourceVersion: number, served: boolean): ServeOutcome {
+    const problems = [...this.failures.values()].filter(f => f.resourceVersion >= resourceVersion).map(f => f.message)
+    return { served, problems }
   }
 
   private settle (): void {
@@ -61,7 +78,7 @@ export class ChangeFeed {
     this.waiters = this.waiters.filter(w => {
       if (w.resourceVersion > floor) return true
       clearTimeout(w.timer)
-      w.resolve(true)
+      w.resolve(this.outcome(w.resourceVersion, true))
       return false
     })
   }

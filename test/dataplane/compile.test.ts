@@ -221,10 +221,10 @@ function fillers (n: number): HttpPath[] {
 for (const filler of [0, 12]) {
   const mode = filler === 0 ? 'small hosts (sorted list)' : 'large hosts (maps)'
   t.test(`paths: longest match, Exact > Prefix > ImplementationSpecific: ${mode}`, async t => {
-      const withFillers = (r: Rule): Rule => ({ ...r, http: { paths: [...(r.http?.paths ?? []), ...fillers(filler)] } })
-      const { table } = compile([
-        ingress('a', {
-          rules: [
+    const withFillers = (r: Rule): Rule => ({ ...r, http: { paths: [...(r.http?.paths ?? []), ...fillers(filler)] } })
+    const { table } = compile([
+      ingress('a', {
+        rules: [
           rule('p.test', path('/', 'Prefix', 'root'), path('/aaa', 'Prefix', 'aaa'), path('/aaa/bbb', 'Prefix', 'aaa-bbb')),
           rule('is.test', path('/foo', 'ImplementationSpecific', 'is-foo'), path(undefined, 'ImplementationSpecific', 'is-empty')),
           rule('tie.test', path('/x', 'ImplementationSpecific', 'is-x'), path('/x', 'Prefix', 'prefix-x'), path('/x', 'Exact', 'exact-x'), path('/', 'ImplementationSpecific', 'is-root'), path('/', 'Prefix', 'prefix-root')),
@@ -265,6 +265,44 @@ for (const filler of [0, 12]) {
     ])
   })
 }
+
+t.test('paths: the sorted list (small hosts) and the maps (large hosts) agree on random rules', async t => {
+  // A seeded generator, so a failure reproduces.
+  let state = 12345
+  const random = (n: number): number => {
+    state = (state * 1103515245 + 12345) & 0x7fffffff
+    return state % n
+  }
+  const segments = ['a', 'ab', 'b', '']
+  const randomPath = (): string => {
+    let p = ''
+    const depth = 1 + random(3)
+    for (let i = 0; i < depth; i++) p += '/' + (segments[random(segments.length)] ?? '')
+    return random(4) === 0 ? p + '/' : p
+  }
+  const types: PathType[] = ['Exact', 'Prefix', 'ImplementationSpecific']
+  let compared = 0
+  for (let round = 0; round < 60; round++) {
+    const paths = Array.from({ length: 1 + random(8) }, (_, i) => {
+      const pathType = types[random(3)] ?? 'Prefix'
+      let p = randomPath()
+      if (pathType !== 'ImplementationSpecific' && p.includes('//')) p = p.replaceAll('//', '/')
+      return path(p, pathType, `svc-${i}`)
+    })
+    const small = compile([ingress(`small-${round}`, { rules: [rule('d.test', ...paths)] })]).table
+    const large = compile([ingress(`large-${round}`, { rules: [rule('d.test', ...paths, ...fillers(12))] })]).table
+    for (let q = 0; q < 40; q++) {
+      const request = randomPath()
+      const a = small.find('d.test', request)?.route
+      const b = large.find('d.test', request)?.route
+      if (a?.path !== b?.path || a?.pathType !== b?.pathType) {
+        t.fail(`round ${round}: ${request} -> list ${a?.pathType} ${a?.path}, maps ${b?.pathType} ${b?.path}`, { paths: paths.map(p => `${p.pathType} ${p.path ?? ''}`) })
+      }
+      compared++
+    }
+  }
+  t.equal(compared, 2400)
+})
 
 t.test('hosts: exact, then one-label wildcard, then host-less; named hosts never fall through', async t => {
   const { table } = compile([
@@ -316,7 +354,11 @@ t.test('regex mode: a host with use-regex or a $N rewrite-target matches every p
       rules: [rule('ur.test', path('/v[0-9]+/items', 'Prefix', 'items'), path('/v1', 'Prefix', 'v1'))]
     }, { annotations: { 'nginx.ingress.kubernetes.io/use-regex': 'true' } }),
     // A host no regex ingress touches stays literal.
-    ingress('literal', { rules: [rule('lit.test', path('/a.c', 'ImplementationSpecific', 'literal-dot'))] })
+    ingress('literal', { rules: [rule('lit.test', path('/a.c', 'ImplementationSpecific', 'literal-dot'))] }),
+    // A large regex host keeps its Exact paths in maps: still exact, still first.
+    ingress('big-regex', {
+      rules: [rule('rxbig.test', path('/exact', 'Exact', 'big-exact'), path('/(.*)', 'ImplementationSpecific', 'big-any'), ...fillers(12))]
+    }, { annotations: { 'nginx.ingress.kubernetes.io/use-regex': 'true' } })
   ])
   t.ok(report('plain').served)
   const m = table.find('rx.test', '/something/new')
@@ -339,8 +381,12 @@ t.test('regex mode: a host with use-regex or a $N rewrite-target matches every p
     ['ur.test', '/v1/other', 'v1'],
     ['ur.test', '/v', undefined],
     ['lit.test', '/a.c', 'literal-dot'],
-    ['lit.test', '/abc', undefined]
+    ['lit.test', '/abc', undefined],
+    ['rxbig.test', '/exact', 'big-exact'],
+    ['rxbig.test', '/EXACT', 'big-any'],
+    ['rxbig.test', '/~filler-3', 'filler']
   ])
+  t.same(table.find('rxbig.test', '/EXACT')?.captures, ['EXACT'])
   t.equal(table.find('lit.test', '/a.c')?.captures, undefined)
   t.equal(table.find('rx.test', '/exact')?.route.regex, undefined)
 })

@@ -16,6 +16,9 @@ export interface TestGateway {
   admin: string
   http: string
   httpPort: number
+  /** `https://127.0.0.1:<port>`: the HTTPS listener (connect with a servername for SNI). */
+  https: string
+  httpsPort: number
   dir: string
   db: string
   logs: string[]
@@ -72,7 +75,8 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
     try { parsed = JSON.parse(text) } catch { parsed = undefined }
     return { status: res.statusCode, body: parsed, text, headers: res.headers }
   }
-  const result: TestGateway = { gateway, admin, http, httpPort: gateway.addresses.http.port, dir, db, logs, config, api, close }
+  const httpsPort = gateway.addresses.https.port
+  const result: TestGateway = { gateway, admin, http, httpPort: gateway.addresses.http.port, https: `https://127.0.0.1:${httpsPort}`, httpsPort, dir, db, logs, config, api, close }
   if (token !== undefined) result.token = token
   return result
 }

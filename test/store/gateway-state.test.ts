@@ -54,4 +54,8 @@ t.test('the default certificate is generated once, kept, and renewed before it e
   db.prepare('UPDATE gateway_state SET value = ?').run(JSON.stringify({ cert: 'garbage', key: 'garbage' }))
   const repaired = await ensureDefaultCertificate(state)
   t.equal(new X509Certificate(repaired.cert).subject, `CN=${FAKE_CERTIFICATE_CN}`, 'an unreadable stored one is replaced')
+  db.prepare('UPDATE gateway_state SET value = ?').run(JSON.stringify({ cert: repaired.cert, key: first.key }))
+  const matched = await ensureDefaultCertificate(state)
+  t.not(matched.cert, repaired.cert, 'so is one whose key does not match')
+  t.ok(new X509Certificate(matched.cert).checkPrivateKey((await import('node:crypto')).createPrivateKey(matched.key)))
 })

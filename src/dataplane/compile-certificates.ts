@@ -1,0 +1,298 @@
+/**
+ * Compiles the SNI table from the same store snapshot as the route table: every served ingress's
+ * `spec.tls[]` hosts mapped to the `kubernetes.io/tls` Secret it names (same namespace), plus the
+ * default certificate. It also says, per ingress and per Secret, what is wrong with what is
+ * served: a Secret that is missing, a certificate that has expired or does not cover a host.
+ * Those are served anyway (as ingress-nginx serves them) and reported, never refused.
+ *
+ * A SecureContext is built once per Secret version and reused by later compiles while the
+ * Secret's resourceVersion stays the same, so a reload costs Map lookups, not key parsing.
+ */
+import type { Logger } from 'pino'
+import { IngressdError } from '../errors.js'
+import type { Condition } from '../resources/meta.js'
+import type { Ingress } from '../resources/ingress.js'
+import { CERT_KEY, type Secret } from '../resources/secret.js'
+import { certificateCovers, inspectTlsMaterial, type CertificateInfo } from '../resources/tls-material.js'
+import type { IngressReport } from './compile.js'
+import { createSniTable, type ServedCertificate, type SniTable } from './sni-table.js'
+import { createCertificateContext, type PemPair } from './tls-options.js'
+
+/** What the certificates are compiled from: read in the same transaction as the route snapshot. */
+export interface TlsSnapshot {
+  ingresses: Ingress[]
+  secrets: Secret[]
+  /** Private keys by `namespace/name` (ObjectStore.privateKeys()). */
+  privateKeys: ReadonlyMap<string, string>
+}
+
+export type CertificateProblemReason = 'SecretNotFound' | 'SecretUnusable' | 'CertificateExpired' | 'CertificateNotYetValid' | 'HostNotCovered' | 'HostClaimedByOlderIngress'
+
+/** One thing wrong with the certificate an ingress's TLS host is served with. */
+export interface CertificateProblem {
+  /** The TLS host concerned ('' when the problem is the Secret's, whatever the host). */
+  host: string
+  /** `namespace/name` of the Secret. */
+  secret: string
+  reason: CertificateProblemReason
+  message: string
+}
+
+export interface CertificateCompileResult {
+  table: SniTable
+  /** Problems per ingress, by `namespace/name`; ingresses without problems are absent. */
+  ingressProblems: ReadonlyMap<string, readonly CertificateProblem[]>
+  /** The status the data plane reports for every Secret in the snapshot. */
+  secretStatuses: { namespace: string, name: string, status: Record<string, unknown> }[]
+}
+
+export interface CertificateCompilerOptions {
+  /** `namespace/name` of the Secret to serve by default (INGRESSD_DEFAULT_CERT). */
+  defaultSecret?: string | undefined
+  /** The gateway's generated default certificate, used when `defaultSecret` is unset or unusable. */
+  generated: PemPair
+  logger?: Logger
+  /** The clock expiry is judged by. */
+  now?: () => Date
+}
+
+/** Where the generated default certificate comes from, in statuses and logs. */
+export const GENERATED_SOURCE = '(generated)'
+
+/** A Secret version's certificate, or why it cannot be served. */
+type Built = { ok: true, served: ServedCertificate, info: CertificateInfo } | { ok: false, message: string }
+
+interface CacheEntry {
+  resourceVersion: string
+  built: Built
+}
+
+/** What one Secret is used for in one compile, for its status. */
+interface SecretUse {
+  hosts: Set<string>
+  uncovered: string[]
+}
+
+/** Route-compile reasons for which an ingress takes no part in serving, TLS included. */
+const NOT_TAKING_PART = new Set(['IngressClassNotServed', 'Invalid'])
+
+function normalizeTlsHost (host: unknown): string {
+  if (typeof host !== 'string') return ''
+  const lower = host.trim().toLowerCase()
+  return lower.endsWith('.') ? lower.slice(0, -1) : lower
+}
+
+function ageOf (ing: Ingress): number {
+  const t = Date.parse(ing.metadata?.creationTimestamp ?? '')
+  return Number.isNaN(t) ? Infinity : t
+}
+
+function idOf (ing: Ingress): string {
+  const ns = typeof ing?.metadata?.namespace === 'string' && ing.metadata.namespace !== '' ? ing.metadata.namespace : 'default'
+  return `${ns}/${typeof ing?.metadata?.name === 'string' ? ing.metadata.name : ''}`
+}
+
+function describe (served: ServedCertificate): string {
+  return `${served.source} (${served.subject === '' ? 'no subject' : served.subject})`
+}
+
+function servedFrom (source: string, pem: PemPair, info: CertificateInfo): ServedCertificate {
+  return Object.freeze({
+    source,
+    context: createCertificateContext(pem),
+    subject: info.subject,
+    dnsNames: Object.freeze([...info.dnsNames]),
+    notBefore: info.notBefore,
+    notAfter: info.notAfter,
+    fingerprintSha256: info.fingerprintSha256,
+    keyType: info.keyType
+  })
+}
+
+/** True when both maps send every name to the same certificate (contexts are reused, so identity compares). */
+function sameCertificates (a: ReadonlyMap<string, ServedCertificate>, b: ReadonlyMap<string, ServedCertificate>): boolean {
+  if (a.size !== b.size) return false
+  for (const [name, served] of a) if (b.get(name) !== served) return false
+  return true
+}
+
+/** The condition an ingress's status carries when its TLS hosts are not served as written. */
+export function certificatesCondition (problems: readonly CertificateProblem[], generation: number): Condition {
+  const reasons = new Set(problems.map(p => p.reason))
+  const reason = reasons.size === 1 ? [...reasons][0] as string : 'CertificateProblems'
+  return { type: 'CertificatesValid', status: 'False', reason, message: problems.map(p => p.message).join('; '), observedGeneration: generation }
+}
+
+/** Compiles SNI tables, keeping one SecureContext per Secret version across compiles. */
+export class CertificateCompiler {
+  #cache = new Map<string, CacheEntry>()
+  readonly #generated: ServedCertificate
+  readonly #generatedPem: PemPair
+  readonly #opts: CertificateCompilerOptions
+  #lastDefaultWarning: string | undefined
+  #previous: Pick<SniTable, 'exact' | 'wildcards' | 'fallback'> | undefined
+  #epoch = 0
+  /** How many SecureContexts this compiler has built: for tests and metrics. */
+  contextsBuilt = 0
+
+  constructor (opts: CertificateCompilerOptions) {
+    this.#opts = opts
+    this.#generatedPem = Object.freeze({ ...opts.generated })
+    const inspection = inspectTlsMaterial(opts.generated.cert, opts.generated.key)
+    if (!inspection.ok) throw new IngressdError('INGRESSD_ERR_INTERNAL', `the generated default certificate is unusable: ${inspection.problems.map(p => p.reason).join(', ')}`)
+    this.#generated = servedFrom(GENERATED_SOURCE, this.#generatedPem, inspection.info)
+    this.contextsBuilt++
+  }
+
+  /**
+   * Compiles the SNI table for a snapshot. `reports` are the route compile's reports, one per
+   * ingress in snapshot order: ingresses whose class is not served do not take part.
+   */
+  compile (snapshot: TlsSnapshot, reports: readonly IngressReport[], generation: number): CertificateCompileResult {
+    const now = (this.#opts.now ?? (() => new Date()))().getTime()
+    const secrets = new Map<string, Secret>()
+    for (const secret of snapshot.secrets ?? []) {
+      if (typeof secret?.metadata?.name !== 'string') continue
+      secrets.set(`${secret.metadata.namespace ?? 'default'}/${secret.metadata.name}`, secret)
+    }
+    const nextCache = new Map<string, CacheEntry>()
+    /** The certificate of a Secret, built or taken from the cache; undefined when there is no such Secret. */
+    const certificateOf = (id: string): Built | undefined => {
+      const already = nextCache.get(id)
+      if (already !== undefined) return already.built
+      const secret = secrets.get(id)
+      if (secret === undefined) return undefined
+      const resourceVersion = secret.metadata.resourceVersion ?? ''
+      const cached = this.#cache.get(id)
+      const entry = cached !== undefined && cached.resourceVersion === resourceVersion ? cached : { resourceVersion, built: this.#build(id, secret, snapshot.privateKeys.get(id)) }
+      nextCache.set(id, entry)
+      return entry.built
+    }
+
+    // The default certificate: the configured Secret when it is usable, else the generated one.
+    let fallback = this.#generated
+    let fallbackPem = this.#generatedPem
+    const configured = this.#opts.defaultSecret
+    if (configured !== undefined) {
+      const built = certificateOf(configured)
+      if (built?.ok === true) {
+        fallback = built.served
+        fallbackPem = { cert: Buffer.from(secrets.get(configured)?.data?.[CERT_KEY] ?? '', 'base64').toString('utf8'), key: snapshot.privateKeys.get(configured) ?? '' }
+      }
+      const warning = built === undefined ? 'not found' : built.ok ? undefined : built.message
+      if (warning !== this.#lastDefaultWarning) {
+        this.#lastDefaultWarning = warning
+        if (warning !== undefined) this.#opts.logger?.warn({ secret: configured, problem: warning }, 'INGRESSD_DEFAULT_CERT names a Secret that cannot be served; the generated default certificate is served instead')
+      }
+    }
+
+    // Served ingresses, oldest first: the oldest ingress naming a host with a usable Secret wins it.
+    const ingresses = Array.isArray(snapshot.ingresses) ? snapshot.ingresses : []
+    const candidates: { ing: Ingress, id: string, age: number }[] = []
+    ingresses.forEach((ing, i) => {
+      if (NOT_TAKING_PART.has(reports[i]?.reason ?? '')) return
+      if (!Array.isArray(ing?.spec?.tls) || ing.spec.tls.length === 0) return
+      candidates.push({ ing, id: idOf(ing), age: ageOf(ing) })
+    })
+    candidates.sort((a, b) => a.age - b.age || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+
+    const exact = new Map<string, ServedCertificate>()
+    const wildcards = new Map<string, ServedCertificate>()
+    const owners = new Map<string, string>()
+    const ingressProblems = new Map<string, CertificateProblem[]>()
+    const uses = new Map<string, SecretUse>()
+    for (const { ing, id } of candidates) {
+      const namespace = id.slice(0, id.indexOf('/'))
+      const problems: CertificateProblem[] = []
+      const reportedSecrets = new Set<string>()
+      for (const entry of ing.spec?.tls ?? []) {
+        const secretName = typeof entry?.secretName === 'string' ? entry.secretName : ''
+        const hosts = (Array.isArray(entry?.hosts) ? entry.hosts : []).map(normalizeTlsHost).filter(h => h !== '')
+        // No secretName: the hosts are served with the default certificate, as in ingress-nginx.
+        if (secretName === '' || hosts.length === 0) continue
+        const secretId = `${namespace}/${secretName}`
+        const built = certificateOf(secretId)
+        if (built === undefined || !built.ok) {
+          if (!reportedSecrets.has(secretId)) {
+            reportedSecrets.add(secretId)
+            problems.push(built === undefined
+              ? { host: '', secret: secretId, reason: 'SecretNotFound', message: `secret ${secretId} not found: ${hosts.join(', ')} served with the default certificate` }
+              : { host: '', secret: secretId, reason: 'SecretUnusable', message: `secret ${secretId} cannot be served (${built.message}): ${hosts.join(', ')} served with the default certificate` })
+          }
+          continue
+        }
+        const served = built.served
+        if (!reportedSecrets.has(secretId)) {
+          reportedSecrets.add(secretId)
+          if (Date.parse(built.info.notAfter) < now) problems.push({ host: '', secret: secretId, reason: 'CertificateExpired', message: `the certificate of secret ${secretId} expired at ${built.info.notAfter}; it is served anyway` })
+          else if (Date.parse(built.info.notBefore) > now) problems.push({ host: '', secret: secretId, reason: 'CertificateNotYetValid', message: `the certificate of secret ${secretId} is not valid before ${built.info.notBefore}; it is served anyway` })
+        }
+        for (const host of hosts) {
+          const wildcard = host.startsWith('*.')
+          const map = wildcard ? wildcards : exact
+          const key = wildcard ? host.slice(2) : host
+          const current = map.get(key)
+          if (current === undefined) {
+            map.set(key, served)
+            owners.set(host, id)
+          } else if (current !== served) {
+            problems.push({ host, secret: secretId, reason: 'HostClaimedByOlderIngress', message: `${host}: ingress ${owners.get(host) ?? '?'} already serves ${describe(current)} for this host; secret ${secretId} is not used for it` })
+            continue
+          }
+          let use = uses.get(secretId)
+          if (use === undefined) {
+            use = { hosts: new Set(), uncovered: [] }
+            uses.set(secretId, use)
+          }
+          use.hosts.add(host)
+          if (!certificateCovers(built.info, host)) {
+            const names = built.info.dnsNames.length === 0 ? 'no host names' : built.info.dnsNames.join(', ')
+            problems.push({ host, secret: secretId, reason: 'HostNotCovered', message: `the certificate of secret ${secretId} (${served.subject}) does not cover ${host} (it names ${names}); it is served for it anyway` })
+            use.uncovered.push(`${host} (ingress ${id})`)
+          }
+        }
+      }
+      if (problems.length > 0) ingressProblems.set(id, problems)
+    }
+    this.#cache = nextCache
+
+    const secretStatuses: CertificateCompileResult['secretStatuses'] = []
+    for (const [id, secret] of secrets) {
+      const conditions: Condition[] = []
+      const use = uses.get(id)
+      if (use !== undefined) {
+        conditions.push(use.uncovered.length === 0
+          ? { type: 'HostsCovered', status: 'True', reason: 'AllHostsCovered', message: `the certificate covers every TLS host it is served for: ${[...use.hosts].join(', ')}` }
+          : { type: 'HostsCovered', status: 'False', reason: 'HostNotCovered', message: `the certificate does not cover ${use.uncovered.join(', ')}; it is served for those hosts anyway` })
+      }
+      if (id === configured && fallback.source === id) {
+        conditions.push({ type: 'DefaultCertificate', status: 'True', reason: 'Configured', message: 'served to clients without SNI and for host names no ingress has a certificate for (INGRESSD_DEFAULT_CERT)' })
+      }
+      secretStatuses.push({ namespace: id.slice(0, id.indexOf('/')), name: secret.metadata.name, status: { conditions } })
+    }
+
+    const previous = this.#previous
+    if (previous === undefined || previous.fallback !== fallback || !sameCertificates(previous.exact, exact) || !sameCertificates(previous.wildcards, wildcards)) this.#epoch++
+    this.#previous = { exact, wildcards, fallback }
+    const table = createSniTable({ generation, exact, wildcards, fallback, fallbackPem, certificateEpoch: this.#epoch })
+    return { table, ingressProblems, secretStatuses }
+  }
+
+  /** Validates a Secret's material and builds its context; never throws. */
+  #build (id: string, secret: Secret, key: string | undefined): Built {
+    const certB64 = secret.data?.[CERT_KEY]
+    if (typeof certB64 !== 'string' || certB64 === '' || key === undefined || key === '') return { ok: false, message: 'it holds no tls.crt or no tls.key' }
+    const pem = { cert: Buffer.from(certB64, 'base64').toString('utf8'), key }
+    const inspection = inspectTlsMaterial(pem.cert, pem.key)
+    if (!inspection.ok) return { ok: false, message: inspection.problems.map(p => p.reason).join(', ') }
+    try {
+      const served = servedFrom(id, pem, inspection.info)
+      this.contextsBuilt++
+      return { ok: true, served, info: inspection.info }
+    } catch (err) {
+      // OpenSSL's text never quotes key material, but is kept out of statuses all the same.
+      this.#opts.logger?.warn({ secret: id, err: { message: (err as Error).message } }, 'a TLS Secret could not be loaded into a TLS context')
+      return { ok: false, message: 'OpenSSL refused the certificate or key' }
+    }
+  }
+}
