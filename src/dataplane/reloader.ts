@@ -40,9 +40,10 @@ function storedObjects<T> (store: ObjectStore, kind: KindName): T[] {
 }
 
 /** Reads everything a route table is compiled from, in one read transaction (one consistent version). */
-export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot & TlsSnapshot, resourceVersion: number } {
+export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot & TlsSnapshot, resourceVersion: number, routingVersion: number } {
   return store.db.transaction(() => ({
     resourceVersion: store.resourceVersion(),
+    routingVersion: store.routingVersion(),
     snapshot: {
       ingresses: storedObjects<Ingress>(store, 'Ingress'),
       services: storedObjects<Service>(store, 'Service'),
@@ -94,8 +95,11 @@ export class Reloader {
   private unsubscribe: (() => void) | undefined
   private lastStatuses = new Map<string, string>()
   readonly followerId: string
+  private compiledRoutingVersion = -1
   lastReloadMs = 0
   reloadFailures = 0
+  /** How many times the tables were compiled (a write that changes nothing served does not compile). */
+  compiles = 0
 
   constructor (private readonly opts: ReloaderOptions) {
     this.followerId = opts.followerId ?? `dataplane-${process.pid}`
@@ -162,15 +166,24 @@ export class Reloader {
     const started = performance.now()
     let resourceVersion = -1
     try {
+      const versions = this.opts.store.db.transaction(() => ({ resource: this.opts.store.resourceVersion(), routing: this.opts.store.routingVersion() }))()
+      if (this.table !== undefined && versions.resource === this.servedVersion) return
+      if (this.table !== undefined && versions.routing === this.compiledRoutingVersion) {
+        // Only labels or IngressClass objects changed: nothing the tables depend on. No compile.
+        this.servedVersion = versions.resource
+        this.opts.feed.reportServed(this.followerId, this.servedVersion)
+        return
+      }
       const read = readSnapshot(this.opts.store)
       resourceVersion = read.resourceVersion
-      if (resourceVersion === this.servedVersion && this.table !== undefined) return
+      this.compiles++
       const { table, reports } = compileRouteTable(read.snapshot, { ingressClasses: this.opts.ingressClasses, generation: resourceVersion })
       const tls = this.opts.certificates?.compile(read.snapshot, reports, resourceVersion)
       // Both tables swap together: a handshake and the request after it see the same version.
       this.table = table
       if (tls !== undefined) this.sniTable = tls.table
       this.servedVersion = resourceVersion
+      this.compiledRoutingVersion = read.routingVersion
       this.lastReloadMs = performance.now() - started
       this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
       this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')

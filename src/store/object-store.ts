@@ -58,6 +58,9 @@ function jsonOrNull (value: Record<string, string> | undefined): string | null {
   return value === undefined ? null : JSON.stringify(value)
 }
 
+/** Kinds whose writes can change what the data plane serves (IngressClass objects do not: classes are configuration). */
+const ROUTING_KINDS: ReadonlySet<KindName> = new Set(['Ingress', 'Service', 'Endpoints', 'Secret'])
+
 /** Where a list page starts: after this namespace/name. */
 export interface ListCursor {
   namespace: string
@@ -90,6 +93,8 @@ export class ObjectStore {
       keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
       bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
       version: db.prepare<[], { resource_version: number }>('SELECT resource_version FROM store_state WHERE id = 1'),
+      routingVersion: db.prepare<[], { routing_version: number }>('SELECT routing_version FROM store_state WHERE id = 1'),
+      bumpRouting: db.prepare('UPDATE store_state SET routing_version = routing_version + 1 WHERE id = 1'),
       insert: db.prepare('INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, created_at, labels, annotations, content, private_key) VALUES (@kind, @namespace, @name, @uid, @rv, 1, @createdAt, @labels, @annotations, @content, @privateKey)'),
       update: db.prepare('UPDATE objects SET resource_version = @rv, generation = @generation, labels = @labels, annotations = @annotations, content = @content, private_key = COALESCE(@privateKey, private_key) WHERE kind = @kind AND namespace = @namespace AND name = @name'),
       remove: db.prepare<[string, string, string]>('DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?'),
@@ -103,6 +108,14 @@ export class ObjectStore {
   /** The store's current resourceVersion: the generation the data plane follows. */
   resourceVersion (): number {
     return this.stmt.version.get()?.resource_version ?? 0
+  }
+
+  /**
+   * The version of what the data plane serves: it moves only with writes that can change a route
+   * or a certificate (not labels, not IngressClass objects), so others need no recompile.
+   */
+  routingVersion (): number {
+    return this.stmt.routingVersion.get()?.routing_version ?? 0
   }
 
   /** Calls `listener` with the new resourceVersion after every committed write in this process. */
@@ -186,6 +199,7 @@ export class ObjectStore {
         throw new IngressdError('INGRESSD_ERR_BAD_REQUEST', 'metadata.resourceVersion: must not be set on create', { subject, causes: [{ reason: 'FieldValueInvalid', field: 'metadata.resourceVersion', message: 'must not be set on create' }] })
       }
       const rv = this.bump()
+      if (ROUTING_KINDS.has(kind)) this.stmt.bumpRouting.run()
       this.stmt.insert.run({ ...params, uid: randomUUID(), rv, createdAt: new Date().toISOString().replace(/\.\d{3}Z$/, 'Z') })
       return { object: this.mustGet(kind, obj.namespace, obj.name), outcome: 'created' }
     }
@@ -195,9 +209,11 @@ export class ObjectStore {
     }
     const current = rowToObject(existing)
     const contentChanged = !isDeepStrictEqual(current.content, obj.content) || (obj.privateKey !== undefined && obj.privateKey !== this.privateKey(obj.namespace, obj.name))
-    const metaChanged = !isDeepStrictEqual(current.meta.labels, obj.labels) || !isDeepStrictEqual(current.meta.annotations, obj.annotations)
-    if (!contentChanged && !metaChanged) return { object: current, outcome: 'unchanged' }
+    const annotationsChanged = !isDeepStrictEqual(current.meta.annotations, obj.annotations)
+    const labelsChanged = !isDeepStrictEqual(current.meta.labels, obj.labels)
+    if (!contentChanged && !annotationsChanged && !labelsChanged) return { object: current, outcome: 'unchanged' }
     const rv = this.bump()
+    if ((contentChanged || annotationsChanged) && ROUTING_KINDS.has(kind)) this.stmt.bumpRouting.run()
     this.stmt.update.run({ ...params, rv, generation: existing.generation + (contentChanged ? 1 : 0) })
     return { object: this.mustGet(kind, obj.namespace, obj.name), outcome: 'configured' }
   }
@@ -209,6 +225,7 @@ export class ObjectStore {
     this.stmt.remove.run(kind, namespace, name)
     this.stmt.removeStatus.run(kind, namespace, name)
     this.bump()
+    if (ROUTING_KINDS.has(kind)) this.stmt.bumpRouting.run()
     return existing
   }
 

@@ -164,3 +164,22 @@ t.test('a path that stops compiling is dropped and reported; the rest of the hos
   await re.body.text()
   t.equal(re.statusCode, 200, 'the new regex path serves')
 })
+
+t.test('writes that change nothing served do not rebuild the tables', async t => {
+  const gw = await startTestGateway(t)
+  const origin = await startOrigin(t, 'echo')
+  await apply(gw, [...serviceManifests('echo', [origin]), ingress('quiet', 'quiet.example.com', 'echo')])
+  const before = gw.gateway.reloader.compiles
+  // Labels, an IngressClass, and an unchanged re-apply: stored, answered, but no compile.
+  const labelled = await gw.api('PATCH', `${ING}/quiet`, { metadata: { labels: { team: 'a' } } })
+  t.equal(labelled.status, 200)
+  await gw.api('POST', '/apis/networking.k8s.io/v1/ingressclasses', { apiVersion: 'networking.k8s.io/v1', kind: 'IngressClass', metadata: { name: 'nginx' }, spec: { controller: 'k8s.io/ingress-nginx' } })
+  await apply(gw, [ingress('quiet', 'quiet.example.com', 'echo')])
+  t.equal(gw.gateway.reloader.compiles, before, 'no compile for labels, IngressClass objects or unchanged objects')
+  const res = await request(`${gw.http}/`, { headers: { host: 'quiet.example.com' } })
+  await res.body.text()
+  t.equal(res.statusCode, 200)
+  // An annotation can change routing: it compiles.
+  await gw.api('PATCH', `${ING}/quiet`, { metadata: { annotations: { 'nginx.ingress.kubernetes.io/rewrite-target': '/x' } } })
+  t.equal(gw.gateway.reloader.compiles, before + 1)
+})
