@@ -9,7 +9,8 @@ import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { Config, ListenAddress } from './config/config.js'
 import { buildAdminApp } from './admin/app.js'
-import { buildDataPlaneApp } from './dataplane/server.js'
+import { GatewayMetrics } from './metrics.js'
+import { buildDataPlaneApp, closeGracefully } from './dataplane/server.js'
 import { Reloader } from './dataplane/reloader.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
@@ -24,7 +25,8 @@ export interface Gateway {
   addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }
   store: ObjectStore
   reloader: Reloader
-  close: () => Promise<void>
+  /** Graceful stop: in-flight requests get up to `graceMs` (INGRESSD_SHUTDOWN_GRACE) to finish. */
+  close: (graceMs?: number) => Promise<void>
 }
 
 /** The logger every part writes through: JSON lines on stdout, secrets redacted. */
@@ -67,9 +69,11 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     db.close()
     throw err
   }
+  const metrics = new GatewayMetrics()
   const reloader = new Reloader({
     store,
     feed,
+    metrics,
     logger: logger.child({ component: 'reloader' }),
     ingressClasses: config.ingressClasses,
     publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress)),
@@ -80,6 +84,7 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     config,
     logger: logger.child({ component: 'http' }),
     proto: 'http',
+    metrics,
     // Until the HTTPS listener is bound (moments at start-up), its configured port, unless that is 0.
     httpsRedirect: { port: () => config.httpsRedirectPort ?? httpsAddress?.port ?? (config.httpsAddr.port === 0 ? undefined : config.httpsAddr.port) }
   })
@@ -88,6 +93,7 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     config,
     logger: logger.child({ component: 'https' }),
     proto: 'https',
+    metrics,
     tls: { serverOptions: httpsServerOptions(reloader, generatedCertificate, config.tlsHandshakeTimeoutMs), sni: reloader, hsts: config.hsts }
   })
   const admin = await buildAdminApp({
@@ -96,6 +102,7 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     logger: logger.child({ component: 'admin' }),
     adminToken: config.adminToken,
     bodyLimit: config.adminBodyLimit,
+    metrics,
     readiness: { ready: () => reloader.ready && httpAddress !== undefined && httpsAddress !== undefined, detail: () => ({ generation: reloader.generation }) }
   })
   try {
@@ -110,9 +117,11 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
       addresses: { admin: adminAddress, http: httpAddress, https: httpsAddress },
       store,
       reloader,
-      async close () {
+      async close (graceMs = config.shutdownGraceMs) {
+        // Stop taking admin writes, let the data planes finish what they serve, then the store.
+        await admin.close()
+        await Promise.allSettled([closeGracefully(http, graceMs), closeGracefully(https, graceMs)])
         reloader.stop()
-        await Promise.allSettled([admin.close(), http.close(), https.close()])
         db.close()
       }
     }

@@ -11,6 +11,7 @@ import type { TSchema } from 'typebox'
 import { IngressdError, toStatus } from '../errors.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
+import type { GatewayMetrics } from '../metrics.js'
 import { registerApplyRoute } from './apply.js'
 import { registerBodyParsers } from './content.js'
 import { registerHealthRoutes, type Readiness } from './health.js'
@@ -25,6 +26,8 @@ export interface AdminOptions {
   adminToken?: string
   bodyLimit: number
   readiness: Readiness
+  /** Served at GET /metrics in the Prometheus text format. */
+  metrics: GatewayMetrics
   /** How long a write waits for the data plane to serve it before answering with a warning. */
   syncTimeoutMs?: number
 }
@@ -138,6 +141,9 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
 
   const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000)
   registerHealthRoutes(app, opts.readiness)
+  app.get('/metrics', {
+    schema: { tags: ['Health'], operationId: 'getMetrics', summary: 'Prometheus metrics: requests, latency, upstream errors, connections, config generation and reloads, certificate expiry', produces: ['text/plain'], response: { 200: { type: 'string' } } }
+  }, async (_req, reply) => reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics()))
   registerResourceRoutes(app, { store: opts.store, sync })
   registerApplyRoute(app, { store: opts.store, sync })
   return app

@@ -1,5 +1,6 @@
 /**
- * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi.
+ * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi, and the
+ * kubectl-style client verbs (apply, get, describe, delete, create, expose; see verbs.ts).
  */
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -9,6 +10,7 @@ import { createLogger, startGateway } from '../main.js'
 import { applyMigrations } from '../store/migrations.js'
 import { openDatabase } from '../store/database.js'
 import { generateOpenApi, OPENAPI_PATH } from '../admin/openapi.js'
+import { CLIENT_USAGE, findClientCommand, processIo, runClient, type CliIo } from './verbs.js'
 
 const USAGE = `Usage: ingressd <command> [flags]
 
@@ -19,18 +21,25 @@ Commands:
 
 Flags for serve and migrate (each also an environment variable):
 ${SETTINGS.map(s => `  --${s.flag.padEnd(24)} ${s.env} (default: ${s.default === '' ? 'unset' : s.default})`).join('\n')}
-`
+
+${CLIENT_USAGE}`
 
 function settingFlags (): Record<string, { type: 'string' }> {
   return Object.fromEntries(SETTINGS.map(s => [s.flag, { type: 'string' as const }]))
 }
 
-/** Runs one command; returns the exit code. */
-export async function main (argv: string[]): Promise<number> {
+/** Runs one command; returns the exit code. The client verbs write to `io` (tests capture it). */
+export async function main (argv: string[], io: CliIo = processIo()): Promise<number> {
+  const client = findClientCommand(argv)
+  if (client !== undefined && 'verb' in client) return await runClient(client.verb, client.args, io)
+  if (client !== undefined) {
+    io.stderr.write(`ingressd: unknown command "${client.unknown}"\n\n${USAGE}`)
+    return 1
+  }
   const [command, ...rest] = argv
   try {
     if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
-      process.stdout.write(USAGE)
+      io.stdout.write(USAGE)
       return command === undefined ? 1 : 0
     }
     if (command === 'serve' || command === 'migrate') {
@@ -52,7 +61,7 @@ export async function main (argv: string[]): Promise<number> {
       await new Promise<void>(resolve => {
         const stop = (signal: string): void => {
           logger.info({ signal }, 'shutting down')
-          gateway.close().then(resolve, resolve)
+          gateway.close().then(() => { logger.info('stopped'); resolve() }, (err: unknown) => { logger.error({ err }, 'shutdown failed'); resolve() })
         }
         process.once('SIGTERM', () => stop('SIGTERM'))
         process.once('SIGINT', () => stop('SIGINT'))
@@ -66,7 +75,7 @@ export async function main (argv: string[]): Promise<number> {
       else writeFileSync(values.out ?? OPENAPI_PATH, text)
       return 0
     }
-    process.stderr.write(`ingressd: unknown command "${command}"\n\n${USAGE}`)
+    io.stderr.write(`ingressd: unknown command "${command}"\n\n${USAGE}`)
     return 1
   } catch (err) {
     if (err instanceof IngressdError) {

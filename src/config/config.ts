@@ -35,6 +35,7 @@ export interface Config {
   httpsRedirectPort: number | undefined
   /** Strict-Transport-Security value on HTTPS responses; undefined: none. */
   hsts: string | undefined
+  shutdownGraceMs: number
 }
 
 interface Setting<K extends keyof Config> {
@@ -125,7 +126,8 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'defaultCertificate', env: 'INGRESSD_DEFAULT_CERT', flag: 'default-cert', default: '', description: 'NAMESPACE/NAME of the TLS Secret served to clients without SNI and for names no ingress has a certificate for. Unset: a self-signed "Kubernetes Ingress Controller Fake Certificate" generated once and kept in the store.', parse: parseSecretReference },
   { key: 'tlsHandshakeTimeoutMs', env: 'INGRESSD_TLS_HANDSHAKE_TIMEOUT', flag: 'tls-handshake-timeout', default: '10s', description: 'Longest a client may take to complete the TLS handshake on the HTTPS listener.', parse: parseDuration },
   { key: 'httpsRedirectPort', env: 'INGRESSD_HTTPS_REDIRECT_PORT', flag: 'https-redirect-port', default: '', description: 'Port written in HTTP-to-HTTPS redirects (omitted when 443). Unset: the HTTPS listener\'s port; set it when a port mapping (docker 443:8443) puts the listener elsewhere.', parse: parseOptionalPort },
-  { key: 'hsts', env: 'INGRESSD_HSTS', flag: 'hsts', default: 'max-age=15724800; includeSubDomains', description: 'Strict-Transport-Security header on every HTTPS response, or off.', parse: parseHsts }
+  { key: 'hsts', env: 'INGRESSD_HSTS', flag: 'hsts', default: 'max-age=15724800; includeSubDomains', description: 'Strict-Transport-Security header on every HTTPS response, or off.', parse: parseHsts },
+  { key: 'shutdownGraceMs', env: 'INGRESSD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30s', description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish before their connections are cut.', parse: parseDuration }
 ]
 
 /** True for addresses only this machine can reach. */

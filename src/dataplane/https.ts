@@ -49,11 +49,12 @@ export function httpsServerOptions (sni: SniSource, initial: PemPair, handshakeT
 
 /**
  * The Fastify options that make a data-plane app an HTTPS one: an http2 secure server that also
- * speaks HTTP/1.1. Closing it closes HTTP/2 sessions rather than wait for them to idle out (72 s).
+ * speaks HTTP/1.1. Connections are not force-closed: closeGracefully (server.ts) sends HTTP/2
+ * sessions a GOAWAY and ends idle HTTP/1.1 connections, so requests in flight finish.
  * Typed loosely on purpose: Fastify's overloads choose the server type from a literal `http2: true`.
  */
 export function httpsFastifyOptions (tls: DataPlaneTls): object {
-  return { http2: true, https: tls.serverOptions, forceCloseConnections: true }
+  return { http2: true, https: tls.serverOptions, forceCloseConnections: false }
 }
 
 /**

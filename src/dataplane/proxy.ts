@@ -14,13 +14,14 @@ import { Agent } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ERROR_CODES, type ErrorCode } from '../errors.js'
 import type { Config } from '../config/config.js'
+import type { GatewayMetrics } from '../metrics.js'
 import { normalizeHost } from './host.js'
 import { normalizeRequestPath } from './request-path.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
 import { requestHasBody, requestHost } from './http2-compat.js'
 import { createHttpsRedirect, sendHttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 
 /** The proxy's view of the world: the table to route by, swapped by the reloader. */
@@ -34,6 +35,15 @@ type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | '
 export function errorBody (code: ErrorCode, requestId: string): string {
   const { status, summary } = ERROR_CODES[code]
   return `${status} ${summary.replace(/^Data plane: /, '')}\ncode: ${code}\nrequest id: ${requestId}\n`
+}
+
+/** A WebSocket close frame, server to client (unmasked): status 1001, going away. */
+const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
+
+/** The same close frame from the gateway to the upstream: client frames must be masked (RFC 6455 5.3). */
+function maskedClose (): Buffer {
+  const mask = randomBytes(4)
+  return Buffer.from([0x88, 0x82, ...mask, 0x03 ^ (mask[0] as number), 0xe9 ^ (mask[1] as number)])
 }
 
 /** A request id as ingress-nginx makes them: 32 hex characters. */
@@ -99,10 +109,11 @@ function origin (u: Upstream): string {
 }
 
 /** Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown. */
-export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions) {
+export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions, metrics?: GatewayMetrics) {
   const trusted = trustedProxyList(settings.trustedProxies)
   const redirectToHttps = proto === 'http' && httpsRedirect !== undefined ? createHttpsRedirect(trusted, httpsRedirect) : undefined
   const rrCounters = new Map<string, number>()
+  const tunnels = new Set<{ client: Socket, upstream: Socket, websocket: boolean }>()
   // One undici Agent (a keep-alive pool per upstream origin) per connect timeout; pools outlive
   // route tables, so config changes never drop warm connections.
   const agents = new Map<number, Agent>()
@@ -188,6 +199,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const onClose = (): void => { if (!res.writableFinished) abort.abort() }
     res.once('close', onClose)
     const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
+    const sentAt = performance.now()
     try {
       const upstreamRes = await agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs).request({
         origin: origin(upstream),
@@ -199,11 +211,16 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         bodyTimeout: readTimeout,
         signal: abort.signal
       })
+      const upstreamMs = performance.now() - sentAt
+      reply.ingressd.upstreamMs = upstreamMs
+      metrics?.upstreamDuration.observe(upstreamMs / 1000)
       upstreamRes.body.on('error', () => {})
       return reply.code(upstreamRes.statusCode).headers(clientResponseHeaders(upstreamRes.headers, requestId)).send(upstreamRes.body)
     } catch (err) {
       const code = upstreamErrorCode(err)
       reply.ingressd.upstreamError = code
+      reply.ingressd.upstreamMs = performance.now() - sentAt
+      metrics?.upstreamErrors.inc({ kind: code })
       request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${upstream.host}:${upstream.port}` }, 'upstream request failed')
       if (res.headersSent || req.destroyed) return reply
       return sendError(reply, code, requestId)
@@ -231,6 +248,9 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), connectTimeout)
     upstream.once('connect', () => {
       clearTimeout(timer)
+      const tunnel = { client: socket, upstream, websocket: /websocket/i.test(String(req.headers.upgrade ?? '')) }
+      tunnels.add(tunnel)
+      socket.once('close', () => tunnels.delete(tunnel))
       let head1 = `${req.method ?? 'GET'} ${resolved.path} HTTP/1.1\r\n`
       for (const [name, value] of Object.entries(headers)) {
         for (const v of Array.isArray(value) ? value : [value]) head1 += `${name}: ${v}\r\n`
@@ -251,16 +271,40 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     socket.on('close', () => upstream.destroy())
   }
 
+  /**
+   * Shutdown: every WebSocket gets a close frame with 1001 (going away) in both directions, then
+   * its tunnel ends. Other upgraded tunnels just end.
+   */
+  function closeTunnels (): void {
+    for (const { client, upstream, websocket } of tunnels) {
+      upstream.unpipe(client)
+      client.unpipe(upstream)
+      if (websocket) {
+        client.write(WS_CLOSE_GOING_AWAY)
+        upstream.write(maskedClose())
+      }
+      client.end()
+      upstream.end()
+      // Read (and drop) what the peers still send, such as their close frames, so both sockets
+      // see the other side's end and close; whatever lingers is cut a second later.
+      client.resume()
+      upstream.resume()
+      setTimeout(() => { client.destroy(); upstream.destroy() }, 1000).unref()
+    }
+    tunnels.clear()
+  }
+
   async function close (): Promise<void> {
+    closeTunnels()
     await Promise.all([...agents.values()].map(a => a.close()))
   }
 
-  return { handle, handleUpgrade, close }
+  return { handle, handleUpgrade, closeTunnels, close }
 }
 
 declare module 'fastify' {
   interface FastifyReply {
     /** What the proxy decided, for the access log. */
-    ingressd: { route?: import('./route-table.js').Route, upstream?: Upstream, upstreamError?: ErrorCode }
+    ingressd: { route?: import('./route-table.js').Route, upstream?: Upstream, upstreamError?: ErrorCode, upstreamMs?: number }
   }
 }

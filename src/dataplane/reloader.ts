@@ -6,7 +6,9 @@
  * It compiles from the store, never from in-process events alone, so several data-plane
  * processes can each follow the same file; in-process commits only make it look sooner.
  */
+import { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'
+import type { GatewayMetrics } from '../metrics.js'
 import type { Ingress } from '../resources/ingress.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Service } from '../resources/service.js'
@@ -27,6 +29,7 @@ export interface ReloaderOptions {
   ingressClasses: string[]
   /** Shown in status.loadBalancer.ingress of served ingresses. */
   publishAddress: () => string
+  metrics?: GatewayMetrics
   /** How often to look for commits made by other processes. */
   pollIntervalMs?: number
   followerId?: string
@@ -96,6 +99,7 @@ export class Reloader {
   private lastStatuses = new Map<string, string>()
   readonly followerId: string
   private compiledRoutingVersion = -1
+  private expiryCache = new Map<string, { namespace: string, name: string, notAfter: number }>()
   lastReloadMs = 0
   reloadFailures = 0
   /** How many times the tables were compiled (a write that changes nothing served does not compile). */
@@ -171,6 +175,7 @@ export class Reloader {
       if (this.table !== undefined && versions.routing === this.compiledRoutingVersion) {
         // Only labels or IngressClass objects changed: nothing the tables depend on. No compile.
         this.servedVersion = versions.resource
+        this.opts.metrics?.configGeneration.set(this.servedVersion)
         this.opts.feed.reportServed(this.followerId, this.servedVersion)
         return
       }
@@ -185,10 +190,12 @@ export class Reloader {
       this.servedVersion = resourceVersion
       this.compiledRoutingVersion = read.routingVersion
       this.lastReloadMs = performance.now() - started
+      this.recordMetrics(read.snapshot.secrets)
       this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
       this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')
     } catch (err) {
       this.reloadFailures++
+      this.opts.metrics?.reloadFailures.inc()
       this.opts.logger.error({ err, resourceVersion }, 'route table compile failed; the last good table keeps serving')
       // The version was looked at: writers must not hang on it, and they are told it failed.
       if (resourceVersion > this.servedVersion) this.servedVersion = resourceVersion
@@ -196,6 +203,31 @@ export class Reloader {
       return
     }
     this.opts.feed.reportServed(this.followerId, this.servedVersion)
+  }
+
+  /** Generation, reload time and each certificate's expiry (parsed once per Secret version). */
+  private recordMetrics (secrets: Secret[]): void {
+    const metrics = this.opts.metrics
+    if (metrics === undefined) return
+    metrics.configGeneration.set(this.servedVersion)
+    metrics.reloadDuration.set(this.lastReloadMs / 1000)
+    const next = new Map<string, { namespace: string, name: string, notAfter: number }>()
+    metrics.certificateExpiry.reset()
+    for (const secret of secrets) {
+      const key = `${secret.metadata.namespace ?? ''}/${secret.metadata.name}@${secret.metadata.resourceVersion}`
+      let entry = this.expiryCache.get(key)
+      if (entry === undefined) {
+        try {
+          const pem = Buffer.from(secret.data['tls.crt'] ?? '', 'base64').toString('utf8')
+          entry = { namespace: secret.metadata.namespace ?? '', name: secret.metadata.name, notAfter: Date.parse(new X509Certificate(pem).validTo) / 1000 }
+        } catch {
+          continue
+        }
+      }
+      next.set(key, entry)
+      metrics.certificateExpiry.set({ namespace: entry.namespace, secret: entry.name }, entry.notAfter)
+    }
+    this.expiryCache = next
   }
 
   private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number, tls?: CertificateCompileResult): void {

@@ -3,7 +3,10 @@
  * one catch-all route that routes by the current table, and an Upgrade handler for WebSockets.
  */
 import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import type { Server as NetServer, Socket } from 'node:net'
+import { ConnectionTracker } from './drain.js'
 import type { Logger } from 'pino'
+import { statusClass, type GatewayMetrics } from '../metrics.js'
 import type { Config } from '../config/config.js'
 import { acceptableRequestId } from './forwarded.js'
 import { createProxy, errorBody, newRequestId, type TableSource } from './proxy.js'
@@ -20,11 +23,12 @@ export interface DataPlaneOptions {
   tls?: DataPlaneTls
   /** HTTP only: where redirects to HTTPS point. */
   httpsRedirect?: HttpsRedirectOptions
+  metrics?: GatewayMetrics
 }
 
 /** Builds the HTTP data-plane app (not listening). */
 export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<FastifyInstance> {
-  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect)
+  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect, opts.metrics)
   const app = Fastify({
     loggerInstance: opts.logger,
     // The access log below writes one line per request; Fastify's two are off.
@@ -47,9 +51,22 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
 
   app.decorateReply('ingressd', null as never)
   app.addHook('onRequest', async (_req, reply) => { reply.ingressd = {} })
-  // One access-log line per request.
+  const metrics = opts.metrics
+  if (metrics !== undefined) {
+    app.server.on('connection', (socket: Socket) => {
+      metrics.activeConnections.inc({ listener: opts.proto })
+      socket.once('close', () => metrics.activeConnections.dec({ listener: opts.proto }))
+    })
+  }
+  // One access-log line per request, and its metrics. Authorization and cookies are never logged.
   app.addHook('onResponse', async (req, reply) => {
     const info = reply.ingressd
+    if (metrics !== undefined) {
+      const statusLabel = statusClass(reply.statusCode)
+      const route = info?.route
+      metrics.requests.inc({ ingress: route === undefined ? '' : `${route.ingress.namespace}/${route.ingress.name}`, host: route?.host ?? '', service: route === undefined ? '' : `${route.backend.namespace}/${route.backend.service}`, status_class: statusLabel })
+      metrics.requestDuration.observe({ status_class: statusLabel }, reply.elapsedTime / 1000)
+    }
     req.log.info({
       client: req.socket.remoteAddress,
       host: requestHost(req.headers),
@@ -59,6 +76,7 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
       bytes: Number(reply.getHeader('content-length') ?? 0) || undefined,
       upstream: info?.upstream === undefined ? undefined : `${info.upstream.host}:${info.upstream.port}`,
       ingress: info?.route === undefined ? undefined : `${info.route.ingress.namespace}/${info.route.ingress.name}`,
+      upstreamMs: info?.upstreamMs === undefined ? undefined : Math.round(info.upstreamMs * 100) / 100,
       ms: Math.round(reply.elapsedTime * 100) / 100
     }, 'access')
   })
@@ -72,5 +90,29 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   })
   app.server.on('upgrade', proxy.handleUpgrade)
   app.addHook('onClose', async () => { await proxy.close() })
+  shutdowns.set(app, { proxy, tracker: new ConnectionTracker(app.server as unknown as NetServer, opts.tls !== undefined) })
   return app
+}
+
+const shutdowns = new WeakMap<FastifyInstance, { proxy: ReturnType<typeof createProxy>, tracker: ConnectionTracker }>()
+
+/**
+ * Stops a data-plane app gracefully: no new connections, WebSockets closed with 1001, idle
+ * connections closed now and busy ones once their response is sent; after `graceMs` whatever is
+ * left is cut.
+ */
+export async function closeGracefully (app: FastifyInstance, graceMs: number): Promise<void> {
+  const parts = shutdowns.get(app)
+  if (parts === undefined) return await app.close()
+  parts.proxy.closeTunnels()
+  const closing = app.close()
+  parts.tracker.drain()
+  let timer: NodeJS.Timeout | undefined
+  const expired = await Promise.race([closing.then(() => false), new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(true), graceMs) })])
+  clearTimeout(timer)
+  if (expired) {
+    app.log.warn({ open: parts.tracker.open, graceMs }, 'grace period over: closing the connections still open')
+    parts.tracker.destroyAll()
+  }
+  await closing
 }

@@ -1,0 +1,32 @@
+/**
+ * Prometheus metrics (prom-client), served by the admin plane at GET /metrics.
+ *
+ * Labels stay low-cardinality on purpose: `host` is the rule's host (or "" when nothing matched),
+ * never the client's Host header, which a client could make unbounded.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+/** Every metric ingressd exports, in one registry per gateway (tests run several in a process). */
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  readonly requests = new Counter({ name: 'ingressd_requests_total', help: 'Requests answered by the data plane', labelNames: ['ingress', 'host', 'service', 'status_class'] as const, registers: [this.registry] })
+  readonly requestDuration = new Histogram({ name: 'ingressd_request_duration_seconds', help: 'Time from request to the end of the response', labelNames: ['status_class'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] })
+  readonly upstreamDuration = new Histogram({ name: 'ingressd_upstream_response_seconds', help: 'Time from sending the request upstream to its response headers', buckets: LATENCY_BUCKETS, registers: [this.registry] })
+  readonly upstreamErrors = new Counter({ name: 'ingressd_upstream_errors_total', help: 'Upstream failures by kind (the error code answered)', labelNames: ['kind'] as const, registers: [this.registry] })
+  readonly activeConnections = new Gauge({ name: 'ingressd_active_connections', help: 'Open client connections per listener', labelNames: ['listener'] as const, registers: [this.registry] })
+  readonly configGeneration = new Gauge({ name: 'ingressd_config_generation', help: 'Store resourceVersion the data plane serves', registers: [this.registry] })
+  readonly reloadDuration = new Gauge({ name: 'ingressd_config_last_reload_seconds', help: 'Duration of the last route and SNI table compile', registers: [this.registry] })
+  readonly reloadFailures = new Counter({ name: 'ingressd_config_reload_failures_total', help: 'Compiles that failed (the last good tables kept serving)', registers: [this.registry] })
+  readonly certificateExpiry = new Gauge({ name: 'ingressd_certificate_expiry_timestamp_seconds', help: 'notAfter of each TLS Secret\'s certificate, as a Unix time', labelNames: ['namespace', 'secret'] as const, registers: [this.registry] })
+
+  constructor () {
+    collectDefaultMetrics({ register: this.registry, prefix: 'ingressd_' })
+  }
+}
+
+/** "2xx", "4xx"...: the status label. */
+export function statusClass (status: number): string {
+  return `${Math.floor(status / 100)}xx`
+}
