@@ -20,6 +20,7 @@ COPY --from=build /app/dist ./dist
 COPY --from=build /app/bin ./bin
 COPY --from=build /app/migrations ./migrations
 COPY --from=build /app/openapi ./openapi
+COPY --from=build /app/examples ./examples
 RUN mkdir -p /data && chown node:node /data
 USER node
 EXPOSE 8080 8443 8001

@@ -6,10 +6,6 @@ import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadConfig, SETTINGS } from '../config/config.js'
 import { IngressdError } from '../errors.js'
-import { createLogger, startGateway } from '../main.js'
-import { applyMigrations } from '../store/migrations.js'
-import { openDatabase } from '../store/database.js'
-import { generateOpenApi, OPENAPI_PATH } from '../admin/openapi.js'
 import { CLIENT_USAGE, findClientCommand, processIo, runClient, type CliIo } from './verbs.js'
 
 const USAGE = `Usage: ingressd <command> [flags]
@@ -50,12 +46,16 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
       }
       const config = loadConfig(values as Record<string, string | undefined>)
       if (command === 'migrate') {
+        // The server's modules load only for the commands that need them: client verbs start fast.
+        const { openDatabase } = await import('../store/database.js')
+        const { applyMigrations } = await import('../store/migrations.js')
         const db = openDatabase(config.db, { migrate: false })
         const applied = applyMigrations(db)
         db.close()
         process.stdout.write(applied.length === 0 ? `${config.db}: schema is up to date\n` : `${config.db}: applied ${applied.join(', ')}\n`)
         return 0
       }
+      const { createLogger, startGateway } = await import('../main.js')
       const logger = createLogger(config.logLevel)
       const gateway = await startGateway(config, logger)
       await new Promise<void>(resolve => {
@@ -70,6 +70,7 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
     }
     if (command === 'openapi') {
       const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } }, strict: true })
+      const { generateOpenApi, OPENAPI_PATH } = await import('../admin/openapi.js')
       const text = await generateOpenApi()
       if (values.out === '-') process.stdout.write(text)
       else writeFileSync(values.out ?? OPENAPI_PATH, text)

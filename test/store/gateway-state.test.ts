@@ -14,12 +14,21 @@ t.test('0002 adds gateway_state to a store at version 1 and keeps its objects', 
   t.same(applyMigrations(db, { target: 1 }), ['0001-objects.sql'])
   db.prepare('INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, created_at, content) VALUES (\'Service\', \'default\', \'web\', \'u1\', 1, 1, \'2030-01-01T00:00:00Z\', \'{}\')').run()
   db.prepare('UPDATE store_state SET resource_version = 1').run()
-  t.same(applyMigrations(db), ['0002-gateway-state.sql'])
+  t.same(applyMigrations(db, { target: 2 }), ['0002-gateway-state.sql'])
   t.equal(db.pragma('user_version', { simple: true }), 2)
   t.equal((db.prepare('SELECT count(*) AS n FROM objects').get() as { n: number }).n, 1, 'objects survive')
   t.equal((db.prepare('SELECT resource_version FROM store_state').get() as { resource_version: number }).resource_version, 1, 'and the resourceVersion')
   t.same(db.prepare('SELECT * FROM gateway_state').all(), [])
-  t.same(applyMigrations(db), [], 'applying again does nothing')
+  t.same(applyMigrations(db, { target: 2 }), [], 'applying again does nothing')
+})
+
+t.test('0003 adds routing_version, starting at 0, and keeps the resourceVersion', async t => {
+  const db = openDatabase(':memory:', { migrate: false })
+  t.teardown(() => { db.close() })
+  applyMigrations(db, { target: 2 })
+  db.prepare('UPDATE store_state SET resource_version = 41').run()
+  t.same(applyMigrations(db), ['0003-routing-version.sql'])
+  t.same(db.prepare('SELECT resource_version, routing_version FROM store_state').get(), { resource_version: 41, routing_version: 0 })
 })
 
 t.test('GatewayState: first writer wins, compare-and-set replaces', async t => {
