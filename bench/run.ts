@@ -10,6 +10,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { request } from 'undici'
 import { compileRouteTable } from '../src/dataplane/compile.js'
+import { CertificateCompiler } from '../src/dataplane/compile-certificates.js'
+import { generateSelfSigned } from '../src/resources/tls-material.js'
+import type { Secret } from '../src/resources/secret.js'
 import type { Ingress } from '../src/resources/ingress.js'
 import type { Service } from '../src/resources/service.js'
 import type { Endpoints } from '../src/resources/endpoints.js'
@@ -18,7 +21,7 @@ const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string', default: 'proxy,scale,admin,live,compile' },
+    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,scale' },
     json: { type: 'string' },
     connections: { type: 'string', default: '64' }
   }
@@ -86,10 +89,10 @@ function ms (value: string, unit: string): number {
 }
 
 /** Drives `url` with wrk (64 keep-alive connections) and measures the target process. */
-async function load (url: string, host: string, pid: number, duration = DURATION): Promise<LoadResult> {
+async function load (url: string, host: string, pid: number, duration = DURATION, extra: string[] = []): Promise<LoadResult> {
   if (!HAS_WRK) throw new Error('wrk is not installed: apt-get install wrk')
   const before = procStats(pid)
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', '-H', `Host: ${host}`, url]
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', '-H', `Host: ${host}`, ...extra, url]
   const [bin, argv] = HAS_TASKSET ? ['taskset', ['-c', '0', 'wrk', ...args]] : ['wrk', args]
   const out = spawnSync(bin, argv, { encoding: 'utf8' }).stdout
   const after = procStats(pid)
@@ -116,7 +119,7 @@ async function startOrigin (): Promise<number> {
   return Number(match[1])
 }
 
-interface Ingressd { child: ChildProcess, admin: string, http: string, dir: string }
+interface Ingressd { child: ChildProcess, admin: string, http: string, https: string, dir: string }
 
 async function startIngressd (env: Record<string, string> = {}): Promise<Ingressd> {
   const dir = mkdtempSync(join(tmpdir(), 'ingressd-bench-'))
@@ -127,9 +130,9 @@ async function startIngressd (env: Record<string, string> = {}): Promise<Ingress
     INGRESSD_HTTPS_ADDR: '127.0.0.1:0',
     INGRESSD_LOG_LEVEL: 'info',
     ...env
-  }, /"admin":"([\d.]+:\d+)","http":"([\d.]+:\d+)"/, 1)
+  }, /"admin":"([\d.]+:\d+)","http":"([\d.]+:\d+)","https":"([\d.]+:\d+)"/, 1)
   // Access log lines go to a pipe that is drained, as they would go to a log collector.
-  return { child, admin: `http://${match[1] as string}`, http: `http://${match[2] as string}`, dir }
+  return { child, admin: `http://${match[1] as string}`, http: `http://${match[2] as string}`, https: `http://${match[3] as string}`, dir }
 }
 
 function manifests (n: number, originPort: number, prefix = 'app'): unknown[] {
@@ -150,10 +153,12 @@ async function adminCall (base: string, method: string, path: string, body?: unk
   return res.statusCode
 }
 
-async function startNginx (originPort: number): Promise<{ child: ChildProcess, url: string, dir: string } | undefined> {
+async function startNginx (originPort: number, certDir?: string): Promise<{ child: ChildProcess, url: string, tlsUrl?: string, dir: string } | undefined> {
   if (NGINX === undefined) return undefined
   const dir = mkdtempSync(join(tmpdir(), 'nginx-bench-'))
   const port = 20000 + Math.floor(Math.random() * 20000)
+  const tlsPort = port + 1
+  const tls = certDir === undefined ? '' : `listen 127.0.0.1:${tlsPort} ssl; ssl_certificate ${certDir}/tls.crt; ssl_certificate_key ${certDir}/tls.key; ssl_protocols TLSv1.2 TLSv1.3;`
   // The equivalent of what ingressd does: host routing, keep-alive upstream pool, forwarded
   // headers, request ids, an access log.
   writeFileSync(join(dir, 'nginx.conf'), `
@@ -167,6 +172,7 @@ http {
   upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
   server {
     listen 127.0.0.1:${port} default_server;
+    ${tls}
     server_name app-0.example.com;
     location / {
       proxy_pass http://origin;
@@ -192,7 +198,7 @@ http {
       await request(`http://127.0.0.1:${port}/`, { headers: { host: 'app-0.example.com' } }).then(r => r.body.text())
       // nginx forks its worker: measure the worker, which serves the requests.
       const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)
-      return { child: Object.assign(child, { workerPid: Number(workers[0] ?? child.pid) }), url: `http://127.0.0.1:${port}/`, dir }
+      return { child: Object.assign(child, { workerPid: Number(workers[0] ?? child.pid) }), url: `http://127.0.0.1:${port}/`, tlsUrl: `https://127.0.0.1:${tlsPort}/`, dir }
     } catch { await new Promise(resolve => setTimeout(resolve, 100)) }
   }
   throw new Error('nginx did not start')
@@ -353,13 +359,94 @@ function benchCompile (): void {
   printTable('Route-table compile (in process, 2 paths per ingress)', ['ingresses', 'first ms', 'median of 7 ms', 'table heap MB'], rows)
 }
 
+/** N certificates for the SNI benchmarks: 1,000 distinct EC certificates, reused cyclically beyond that (one context per Secret either way). */
+async function certificatePool (n: number): Promise<{ cert: string, key: string }[]> {
+  const pool: { cert: string, key: string }[] = []
+  for (let i = 0; i < Math.min(n, 1000); i++) pool.push(await generateSelfSigned({ commonName: `tls-${i}.example.com`, dnsNames: [`tls-${i}.example.com`], keyType: 'ec' }))
+  return pool
+}
+
+async function benchCerts (): Promise<void> {
+  const rows: (string | number)[][] = []
+  const out: Record<string, unknown> = {}
+  const pool = await certificatePool(1000)
+  const generated = await generateSelfSigned({ commonName: 'Kubernetes Ingress Controller Fake Certificate', keyType: 'ec' })
+  for (const n of [1000, 10_000]) {
+    const secrets: Secret[] = []
+    const ingresses: Ingress[] = []
+    const privateKeys = new Map<string, string>()
+    for (let i = 0; i < n; i++) {
+      const pem = pool[i % pool.length] as { cert: string, key: string }
+      const metadata = { name: `tls-${i}`, namespace: 'default', uid: `s-${i}`, resourceVersion: String(i + 1), generation: 1, creationTimestamp: new Date(1_700_000_000_000 + i * 1000).toISOString() }
+      secrets.push({ apiVersion: 'v1', kind: 'Secret', metadata, type: 'kubernetes.io/tls', data: { 'tls.crt': Buffer.from(pem.cert).toString('base64') } })
+      privateKeys.set(`default/tls-${i}`, pem.key)
+      ingresses.push({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { ...metadata, uid: `i-${i}` }, spec: { tls: [{ hosts: [`tls-${i}.example.com`], secretName: `tls-${i}` }], rules: [{ host: `tls-${i}.example.com`, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }] } }] } })
+    }
+    const { reports } = compileRouteTable({ ingresses, services: [], endpoints: [] }, { ingressClasses: ['nginx'] })
+    global.gc?.()
+    const rssBefore = process.memoryUsage().rss
+    const heapBefore = process.memoryUsage().heapUsed
+    const compiler = new CertificateCompiler({ generated })
+    let t0 = performance.now()
+    const first = compiler.compile({ ingresses, secrets, privateKeys }, reports, 1)
+    const firstMs = performance.now() - t0
+    global.gc?.()
+    const rssMb = (process.memoryUsage().rss - rssBefore) / 1024 / 1024
+    const heapMb = (process.memoryUsage().heapUsed - heapBefore) / 1024 / 1024
+    t0 = performance.now()
+    const again = compiler.compile({ ingresses, secrets, privateKeys }, reports, 2)
+    const againMs = performance.now() - t0
+    if (first.table === undefined || again.table === undefined) throw new Error('no SNI table')
+    out[n] = { firstMs, recompileMs: againMs, contexts: compiler.contextsBuilt, rssMb, heapMb }
+    rows.push([`${n} certificates`, fmt(firstMs), fmt(againMs, 1), compiler.contextsBuilt, fmt(rssMb, 1), fmt(heapMb, 1)])
+  }
+  results.certs = out
+  printTable('SNI table: build with N certificates (one TLS context per certificate), and a recompile that reuses them', ['certificates', 'first build ms', 'recompile ms', 'contexts built', 'RSS growth MB', 'heap growth MB'], rows)
+}
+
+async function benchHttps (originPort: number): Promise<void> {
+  // The same RSA 2048 certificate for both, served without SNI (wrk connects to an IP).
+  const pem = await generateSelfSigned({ commonName: 'bench.example.com', dnsNames: ['bench.example.com', 'app-0.example.com'], keyType: 'rsa' })
+  const certDir = mkdtempSync(join(tmpdir(), 'bench-tls-'))
+  writeFileSync(join(certDir, 'tls.crt'), pem.cert)
+  writeFileSync(join(certDir, 'tls.key'), pem.key)
+  const nginx = await startNginx(originPort, certDir)
+  const gw = await startIngressd({ INGRESSD_DEFAULT_CERT: 'default/bench-cert' })
+  await adminCall(gw.admin, 'POST', '/apply', [...manifests(10, originPort), { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bench-cert' }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': pem.cert, 'tls.key': pem.key } }])
+  const httpsUrl = gw.https.replace('http://', 'https://') + '/'
+  const runs: Record<string, { keep: LoadResult[], fresh: LoadResult[] }> = { nginx: { keep: [], fresh: [] }, ingressd: { keep: [], fresh: [] } }
+  for (let r = 0; r < ROUNDS; r++) {
+    if (nginx !== undefined) {
+      const pid = (nginx.child as ChildProcess & { workerPid: number }).workerPid
+      runs.nginx?.keep.push(await load(nginx.tlsUrl as string, 'app-0.example.com', pid))
+      runs.nginx?.fresh.push(await load(nginx.tlsUrl as string, 'app-0.example.com', pid, DURATION, ['-H', 'Connection: close']))
+    }
+    runs.ingressd?.keep.push(await load(httpsUrl, 'app-0.example.com', gw.child.pid as number))
+    runs.ingressd?.fresh.push(await load(httpsUrl, 'app-0.example.com', gw.child.pid as number, DURATION, ['-H', 'Connection: close']))
+  }
+  const summary = Object.fromEntries(Object.entries(runs).filter(([, v]) => v.keep.length > 0).map(([k, v]) => [k, {
+    rps: median(v.keep.map(x => x.rps)), p99: median(v.keep.map(x => x.p99)), cpuUsPerReq: median(v.keep.map(x => x.cpuUsPerReq)), handshakes: median(v.fresh.map(x => x.rps)), errors: [...v.keep, ...v.fresh].reduce((a, x) => a + x.errors, 0)
+  }]))
+  results.https = summary
+  const base = summary.nginx
+  printTable(`HTTPS termination (RSA 2048, TLS 1.3, HTTP/1.1), medians of ${ROUNDS} rounds of ${DURATION} s`,
+    ['proxy', 'keep-alive req/s', 'vs nginx', 'p99 ms', 'CPU µs/req', 'new handshakes/s', 'vs nginx', 'errors'],
+    Object.entries(summary).map(([k, x]) => [k, fmt(x.rps), base === undefined ? '-' : fmt(x.rps / base.rps, 2), fmt(x.p99, 2), fmt(x.cpuUsPerReq, 1), fmt(x.handshakes), base === undefined ? '-' : fmt(x.handshakes / base.handshakes, 2), x.errors]))
+  await Promise.all([stop(gw.child), nginx === undefined ? undefined : stop(nginx.child)])
+  rmSync(gw.dir, { recursive: true, force: true })
+  rmSync(certDir, { recursive: true, force: true })
+  if (nginx !== undefined) rmSync(nginx.dir, { recursive: true, force: true })
+}
+
 try {
   process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator and origin on core 0, proxies on core 1' : 'no taskset: processes not pinned'}\n`)
   const originPort = await startOrigin()
   if (ONLY.has('compile')) benchCompile()
+  if (ONLY.has('certs')) await benchCerts()
   if (ONLY.has('admin')) await benchAdmin(originPort)
   if (ONLY.has('live')) await benchLive(originPort)
   if (ONLY.has('proxy')) await benchProxy(originPort)
+  if (ONLY.has('https')) await benchHttps(originPort)
   if (ONLY.has('scale')) await benchScale(originPort)
   if (opts.json !== undefined) writeFileSync(opts.json, JSON.stringify(results, null, 2) + '\n')
 } finally {
