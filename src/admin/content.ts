@@ -15,9 +15,30 @@ function malformed (message: string): IngressdError {
   return new IngressdError('INGRESSD_ERR_MALFORMED_BODY', message)
 }
 
+/**
+ * A body that is valid JSON is read with JSON.parse: the YAML parser builds a full syntax tree
+ * first, which for a bundle of thousands of objects costs seconds and hundreds of megabytes.
+ * Anything else (YAML, or JSON with an error, which YAML then reports with its position) goes
+ * through the YAML parser. Returns undefined when the text is not JSON.
+ */
+function parseJsonFast (text: string): unknown {
+  const first = text.trimStart()[0]
+  if (first !== '{' && first !== '[') return undefined
+  try {
+    return JSON.parse(text)
+  } catch {
+    return undefined
+  }
+}
+
 /** Parses one JSON or YAML object; a stray `---` around it is fine, a second object is not. */
 export function parseObjectText (text: string | undefined): unknown {
   if (text === undefined || text.trim() === '') throw malformed('the body is empty: send a JSON or YAML object')
+  const json = parseJsonFast(text)
+  if (json !== undefined) {
+    if (Array.isArray(json)) throw malformed('the body is a list: send one object here, or use POST /apply for a bundle')
+    return json
+  }
   // All documents first: parsing as one would report a second object as a syntax error.
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })
   const values: unknown[] = []
@@ -55,6 +76,8 @@ function checkJson (text: string): void {
 /** Parses a multi-document YAML stream (or one JSON document) into its documents, skipping empty ones. */
 export function parseManifestStream (text: string | undefined): unknown[] {
   if (text === undefined || text.trim() === '') throw malformed('the body is empty: send one or more manifests')
+  const json = parseJsonFast(text)
+  if (json !== undefined) return json === null ? [] : [json]
   const docs = parseAllDocuments(text, { prettyErrors: true, uniqueKeys: true })
   if (!Array.isArray(docs)) throw malformed('the body is not valid YAML')
   const out: unknown[] = []
