@@ -36,6 +36,20 @@ export interface Config {
   /** Strict-Transport-Security value on HTTPS responses; undefined: none. */
   hsts: string | undefined
   shutdownGraceMs: number
+  /** Largest proxied request body in bytes (413 beyond); 0: unlimited. Per ingress: proxy-body-size. */
+  proxyBodySize: number
+  /** Largest request line plus headers in bytes (Node's maxHeaderSize; 431 beyond). */
+  maxHeaderSize: number
+  /** Longest request target in bytes (414 beyond). */
+  maxUriLength: number
+  /** Most header fields in one request (431 beyond). */
+  maxHeaders: number
+  /** Longest a client may take to send the request line and headers (408 beyond). */
+  clientHeaderTimeoutMs: number
+  /** How long an idle keep-alive client connection stays open. */
+  keepAliveTimeoutMs: number
+  /** Most client connections open at once on each data-plane listener; 0: no cap. */
+  maxConnections: number
 }
 
 interface Setting<K extends keyof Config> {
@@ -74,6 +88,11 @@ function parseSize (raw: string, name: string): number {
   const unit = (m[2] ?? '').charAt(0).toLowerCase()
   const factor = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : 1
   return Number(m[1]) * factor
+}
+
+function parseCount (raw: string, name: string): number {
+  if (!/^\d{1,9}$/.test(raw.trim())) bad(name, raw, 'expected a whole number')
+  return Number(raw.trim())
 }
 
 function parseCidrList (raw: string, name: string): string[] {
@@ -127,7 +146,14 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'tlsHandshakeTimeoutMs', env: 'INGRESSD_TLS_HANDSHAKE_TIMEOUT', flag: 'tls-handshake-timeout', default: '10s', description: 'Longest a client may take to complete the TLS handshake on the HTTPS listener.', parse: parseDuration },
   { key: 'httpsRedirectPort', env: 'INGRESSD_HTTPS_REDIRECT_PORT', flag: 'https-redirect-port', default: '', description: 'Port written in HTTP-to-HTTPS redirects (omitted when 443). Unset: the HTTPS listener\'s port; set it when a port mapping (docker 443:8443) puts the listener elsewhere.', parse: parseOptionalPort },
   { key: 'hsts', env: 'INGRESSD_HSTS', flag: 'hsts', default: 'max-age=15724800; includeSubDomains', description: 'Strict-Transport-Security header on every HTTPS response, or off.', parse: parseHsts },
-  { key: 'shutdownGraceMs', env: 'INGRESSD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30s', description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish before their connections are cut.', parse: parseDuration }
+  { key: 'shutdownGraceMs', env: 'INGRESSD_SHUTDOWN_GRACE', flag: 'shutdown-grace', default: '30s', description: 'On SIGTERM or SIGINT: how long requests in flight may take to finish before their connections are cut.', parse: parseDuration },
+  { key: 'proxyBodySize', env: 'INGRESSD_PROXY_BODY_SIZE', flag: 'proxy-body-size', default: '1m', description: 'Largest proxied request body (413 before the upstream is contacted, or as soon as a streamed body crosses it); 0: unlimited. Per ingress: nginx.ingress.kubernetes.io/proxy-body-size.', parse: parseSize },
+  { key: 'maxHeaderSize', env: 'INGRESSD_MAX_HEADER_SIZE', flag: 'max-header-size', default: '16k', description: 'Largest request line plus headers (431 beyond).', parse: parseSize },
+  { key: 'maxUriLength', env: 'INGRESSD_MAX_URI_LENGTH', flag: 'max-uri-length', default: '8k', description: 'Longest request target (414 beyond).', parse: parseSize },
+  { key: 'maxHeaders', env: 'INGRESSD_MAX_HEADERS', flag: 'max-headers', default: '100', description: 'Most header fields in one request (431 beyond).', parse: parseCount },
+  { key: 'clientHeaderTimeoutMs', env: 'INGRESSD_CLIENT_HEADER_TIMEOUT', flag: 'client-header-timeout', default: '60s', description: 'Longest a client may take to send the request line and headers, counted from the first byte (408 beyond).', parse: parseDuration },
+  { key: 'keepAliveTimeoutMs', env: 'INGRESSD_KEEPALIVE_TIMEOUT', flag: 'keepalive-timeout', default: '75s', description: 'How long an idle keep-alive client connection stays open.', parse: parseDuration },
+  { key: 'maxConnections', env: 'INGRESSD_MAX_CONNECTIONS', flag: 'max-connections', default: '0', description: 'Most client connections open at once on each data-plane listener; connections beyond are closed at once. 0: no cap.', parse: parseCount }
 ]
 
 /** True for addresses only this machine can reach. */

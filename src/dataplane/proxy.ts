@@ -9,7 +9,7 @@
  */
 import { connect, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { PassThrough, pipeline, type Readable } from 'node:stream'
+import { PassThrough, finished, type Readable } from 'node:stream'
 import { Agent } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ERROR_CODES, type ErrorCode } from '../errors.js'
@@ -17,6 +17,7 @@ import type { Config } from '../config/config.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { normalizeHost } from './host.js'
 import { normalizeRequestPath } from './request-path.js'
+import { checkRequest } from './request-checks.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
 import { requestHasBody, requestHost } from './http2-compat.js'
@@ -29,13 +30,22 @@ export interface TableSource {
   readonly current: RouteTable
 }
 
-type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs'>
+type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders'>
 
 /** A short plain-text error page: status, code and request id; never an upstream address. */
 export function errorBody (code: ErrorCode, requestId: string): string {
   const { status, summary } = ERROR_CODES[code]
   return `${status} ${summary.replace(/^Data plane: /, '')}\ncode: ${code}\nrequest id: ${requestId}\n`
 }
+
+/** The 413 page: the limit that applied and the two ways to raise it. */
+export function bodyTooLargeBody (limit: number, requestId: string): string {
+  return errorBody('INGRESSD_ERR_PROXY_BODY_TOO_LARGE', requestId) +
+    `limit: ${limit} bytes\nraise it for one ingress with the annotation nginx.ingress.kubernetes.io/proxy-body-size (for example "8m"; "0" for no limit), or for all with INGRESSD_PROXY_BODY_SIZE\n`
+}
+
+/** Statuses after which the gateway closes an HTTP/1.x connection, as nginx does. */
+const CLOSING_STATUSES = new Set([400, 413, 414, 431])
 
 /** A WebSocket close frame, server to client (unmasked): status 1001, going away. */
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
@@ -142,10 +152,9 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   })
 
   /** Resolves a request to its route and upstream, or the error to answer with. */
-  const resolve = (req: IncomingMessage): { code: ErrorCode } | { match: RouteMatch, upstream: Upstream, path: string } => {
+  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode } | { match: RouteMatch, upstream: Upstream, path: string } => {
     const host = normalizeHost(requestHost(req.headers))
     if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
-    const url = req.url ?? '/'
     const q = url.indexOf('?')
     const path = normalizeRequestPath(q === -1 ? url : url.slice(0, q))
     if (path === undefined) return { code: 'INGRESSD_ERR_BAD_PATH' }
@@ -160,16 +169,22 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   }
 
   const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
-    return reply.code(ERROR_CODES[code].status).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(errorBody(code, requestId))
+    const status = ERROR_CODES[code].status
+    // As nginx does: after a 400 (maybe a framing error), 413 (an unread body), 414 or 431, the
+    // connection carries no further request.
+    if (CLOSING_STATUSES.has(status) && reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
+    return reply.code(status).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(errorBody(code, requestId))
   }
 
   /** The catch-all route handler. */
   async function handle (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> {
     const req = request.raw
     const requestId = request.id
+    const checked = checkRequest(req, settings)
+    if ('code' in checked) return sendError(reply, checked.code, requestId)
     const redirect = redirectToHttps?.(req, tables.current)
     if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
-    const resolved = resolve(req)
+    const resolved = resolve(req, checked.target)
     if ('code' in resolved) {
       // The built-in default backend answers its health path, as ingress-nginx's does.
       if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
@@ -182,16 +197,44 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const hasBody = requestHasBody(req)
     let body: Readable | null = null
     const abort = new AbortController()
+    // proxy-body-size (0, or the annotation's "0" as Infinity: no limit), checked on Content-Length
+    // before the upstream is contacted, then on the bytes of a streamed body as they pass.
+    const bodyLimit = s.bodySizeLimit ?? settings.proxyBodySize
+    const limited = bodyLimit > 0 && Number.isFinite(bodyLimit)
+    let tooLarge = false
+    const sendTooLarge = (): FastifyReply => {
+      reply.ingressd.upstream = undefined
+      if (req.httpVersionMajor === 1) reply.header('connection', 'close')
+      return reply.code(413).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(bodyTooLargeBody(bodyLimit, requestId))
+    }
+    if (limited && Number(req.headers['content-length'] ?? 0) > bodyLimit) return sendTooLarge()
     if (hasBody) {
       // proxy-send-timeout: the longest pause between two chunks of the client's body.
       const sendTimeout = s.sendTimeoutMs ?? settings.proxySendTimeoutMs
       const relay = new PassThrough()
       let timer = setTimeout(() => abort.abort(), sendTimeout)
       // Observe the source, which pipe() already reads: a 'data' listener on the relay would drain it.
-      req.on('data', () => { timer.refresh() })
+      let received = 0
+      req.on('data', (chunk: Buffer) => {
+        timer.refresh()
+        received += chunk.length
+        if (limited && !tooLarge && received > bodyLimit) {
+          // Stop relaying and abort the upstream request: no byte beyond the limit goes upstream.
+          tooLarge = true
+          req.unpipe(relay)
+          abort.abort()
+        }
+      })
       relay.on('end', () => clearTimeout(timer))
       relay.on('close', () => clearTimeout(timer))
-      pipeline(req, relay, () => { clearTimeout(timer) })
+      // Wired by hand rather than with pipeline(), which would destroy the client's request (and
+      // its socket) when the relay is aborted at the body limit, leaving no way to answer 413.
+      req.pipe(relay)
+      finished(req, (err) => {
+        clearTimeout(timer)
+        if (err !== undefined && err !== null) relay.destroy(err)
+      })
+      relay.once('close', () => { if (!tooLarge && !req.complete) req.destroy() })
       timer = timer.unref()
       body = relay
     }
@@ -222,6 +265,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       reply.ingressd.upstreamMs = performance.now() - sentAt
       metrics?.upstreamErrors.inc({ kind: code })
       request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${upstream.host}:${upstream.port}` }, 'upstream request failed')
+      if (tooLarge && !res.headersSent && !res.destroyed) return sendTooLarge()
       if (res.headersSent || req.destroyed) return reply
       return sendError(reply, code, requestId)
     }
@@ -235,7 +279,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   function handleUpgrade (req: IncomingMessage, socket: Socket, head: Buffer): void {
     socket.on('error', () => socket.destroy())
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId()
-    const resolved = resolve(req)
+    const checked = checkRequest(req, settings)
+    const resolved = 'code' in checked ? checked : resolve(req, checked.target)
     if ('code' in resolved) {
       socket.end(rawErrorResponse(resolved.code, requestId))
       return

@@ -2,7 +2,7 @@
  * The data-plane Fastify app: no route per ingress (Fastify cannot add routes once it listens),
  * one catch-all route that routes by the current table, and an Upgrade handler for WebSockets.
  */
-import Fastify, { LogController, type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Server as NetServer, Socket } from 'node:net'
 import { ConnectionTracker } from './drain.js'
 import type { Logger } from 'pino'
@@ -16,7 +16,7 @@ import { requestHost } from './http2-compat.js'
 
 export interface DataPlaneOptions {
   tables: TableSource
-  config: Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs'>
+  config: Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'clientHeaderTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections'>
   logger: Logger
   proto: 'http' | 'https'
   /** HTTPS only: TLS (HTTP/2 through ALPN, HTTP/1.1 fallback, SNI) and HSTS. */
@@ -36,14 +36,22 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
     // X-Request-ID: the client's when it is a sane token (as ingress-nginx keeps it), else a new one.
     genReqId: (req) => acceptableRequestId(req.headers['x-request-id']) ?? newRequestId(),
     requestIdHeader: false,
-    // Timeouts the gateway sets rather than inherits (see docs/configuration.md).
-    keepAliveTimeout: 75_000,
+    // Timeouts and limits the gateway sets rather than inherits (see docs/configuration.md).
+    keepAliveTimeout: opts.config.keepAliveTimeoutMs,
     requestTimeout: 0,
+    // Node's own server options (the HTTP listener): a missing Host is answered by the proxy in the
+    // gateway's format; headersTimeout is checked every second, so a 1 s setting means about 1 s.
+    http: { maxHeaderSize: opts.config.maxHeaderSize, requireHostHeader: false, headersTimeout: opts.config.clientHeaderTimeoutMs, connectionsCheckingInterval: Math.max(100, Math.min(1000, opts.config.clientHeaderTimeoutMs)) },
+    // A path Fastify cannot decode (`/%zz`) gets the gateway's 400, not Fastify's JSON.
+    frameworkErrors: (_err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+      reply.code(400).header('connection', 'close').header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', req.id).send(errorBody('INGRESSD_ERR_BAD_PATH', req.id))
+    },
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 100_000 },
     return503OnClosing: true,
     ...(opts.tls === undefined ? {} : httpsFastifyOptions(opts.tls))
   }) as unknown as FastifyInstance
   if (opts.tls !== undefined) prepareHttpsServer(app, opts.tls, opts.logger)
+  applyServerLimits(app.server, opts.config)
 
   // Bodies stream through untouched: the parser hands the raw stream to the proxy.
   app.removeAllContentTypeParsers()
@@ -92,6 +100,19 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   app.addHook('onClose', async () => { await proxy.close() })
   shutdowns.set(app, { proxy, tracker: new ConnectionTracker(app.server as unknown as NetServer, opts.tls !== undefined) })
   return app
+}
+
+/**
+ * Limits Node reads from the server object: header count (Node alone drops fields past
+ * maxHeadersCount silently, so it keeps one more and the proxy answers 431), the header timeout
+ * and keep-alive, and the connection cap. Set on the HTTPS listener too; tested on the HTTP one.
+ */
+function applyServerLimits (server: object, config: Pick<Config, 'maxHeaders' | 'clientHeaderTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections'>): void {
+  const s = server as { maxHeadersCount?: number | null, headersTimeout?: number, keepAliveTimeout?: number, maxConnections?: number }
+  s.maxHeadersCount = config.maxHeaders > 0 ? config.maxHeaders + 1 : null
+  s.headersTimeout = config.clientHeaderTimeoutMs
+  s.keepAliveTimeout = config.keepAliveTimeoutMs
+  if (config.maxConnections > 0) s.maxConnections = config.maxConnections
 }
 
 const shutdowns = new WeakMap<FastifyInstance, { proxy: ReturnType<typeof createProxy>, tracker: ConnectionTracker }>()

@@ -108,7 +108,7 @@ t.test('rewrite-target as in the seed, and with capture groups', async t => {
 t.test('bodies stream through in both directions, with their framing', async t => {
   const gw = await startTestGateway(t)
   const origin = await startOrigin(t, 'echo')
-  await apply(gw, [...serviceManifests('echo', [origin]), ingress('body', 'body.example.com', 'echo')])
+  await apply(gw, [...serviceManifests('echo', [origin]), ingress('body', 'body.example.com', 'echo', { annotations: { 'nginx.ingress.kubernetes.io/proxy-body-size': '8m' } })])
   const big = 'x'.repeat(3 * 1024 * 1024)
   const posted = await send(gw, 'body.example.com', '/upload', { method: 'POST', body: big, headers: { 'content-type': 'text/plain' } })
   t.equal(posted.status, 200)
