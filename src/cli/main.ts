@@ -61,7 +61,8 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
       await new Promise<void>(resolve => {
         const stop = (signal: string): void => {
           logger.info({ signal }, 'shutting down')
-          gateway.close().then(() => { logger.info('stopped'); resolve() }, (err: unknown) => { logger.error({ err }, 'shutdown failed'); resolve() })
+          gateway.close().then(() => { logger.info('stopped') }, (err: unknown) => { logger.error({ err }, 'shutdown failed') })
+            .finally(() => { logger.flush(() => resolve()) })
         }
         process.once('SIGTERM', () => stop('SIGTERM'))
         process.once('SIGINT', () => stop('SIGINT'))
