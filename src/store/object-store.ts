@@ -89,6 +89,7 @@ export class ObjectStore {
       listAll: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND (namespace, name) > (?, ?) ORDER BY namespace, name`),
       listNs: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND namespace = ? AND name > ? ORDER BY name`),
       listKind: db.prepare<[string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? ORDER BY namespace, name`),
+      versions: db.prepare<[string], { namespace: string, name: string, resource_version: number }>('SELECT namespace, name, resource_version FROM objects WHERE kind = ? ORDER BY namespace, name'),
       key: db.prepare<[string, string], { private_key: string | null }>('SELECT private_key FROM objects WHERE kind = \'Secret\' AND namespace = ? AND name = ?'),
       keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
       bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
@@ -158,6 +159,11 @@ export class ObjectStore {
   /** Every object of a kind: what the data plane compiles from. */
   all (kind: KindName): StoredObject[] {
     return this.stmt.listKind.all(kind).map(rowToObject)
+  }
+
+  /** Every object of a kind as (namespace, name, resourceVersion), in key order: what changed since a snapshot, cheaply. */
+  versions (kind: KindName): { namespace: string, name: string, resourceVersion: number }[] {
+    return this.stmt.versions.all(kind).map(r => ({ namespace: r.namespace, name: r.name, resourceVersion: r.resource_version }))
   }
 
   /** A Secret's private key, for the TLS layer and for writes that keep the stored key. Never served. */
