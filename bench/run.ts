@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { request } from 'undici'
+import { WebSocket } from 'ws'
 import { compileRouteTable } from '../src/dataplane/compile.js'
 import { CertificateCompiler } from '../src/dataplane/compile-certificates.js'
 import { generateSelfSigned } from '../src/resources/tls-material.js'
@@ -21,7 +22,7 @@ const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,scale' },
+    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,websocket,scale' },
     json: { type: 'string' },
     connections: { type: 'string', default: '64' }
   }
@@ -170,6 +171,7 @@ http {
   access_log ${dir}/access.log;
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
   upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
+  map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
   server {
     listen 127.0.0.1:${port} default_server;
     ${tls}
@@ -177,7 +179,8 @@ http {
     location / {
       proxy_pass http://origin;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade;
       proxy_set_header Host $host;
       proxy_set_header X-Forwarded-For $remote_addr;
       proxy_set_header X-Real-IP $remote_addr;
@@ -438,6 +441,50 @@ async function benchHttps (originPort: number): Promise<void> {
   if (nginx !== undefined) rmSync(nginx.dir, { recursive: true, force: true })
 }
 
+/** Echo round trips over `clients` WebSockets for `seconds`: each client sends its next message when the last one comes back. */
+async function echoLoad (url: string, host: string, clients: number, seconds: number): Promise<{ perSecond: number, p50: number, p99: number, errors: number }> {
+  const latencies: number[] = []
+  let errors = 0
+  const until = Date.now() + seconds * 1000
+  const payload = 'x'.repeat(100)
+  await Promise.all(Array.from({ length: clients }, () => new Promise<void>(resolve => {
+    const ws = new WebSocket(url, { headers: { host } })
+    let sentAt = 0
+    const next = (): void => {
+      if (Date.now() >= until) { ws.close(); return }
+      sentAt = performance.now()
+      ws.send(payload)
+    }
+    ws.on('open', next)
+    ws.on('message', () => { latencies.push(performance.now() - sentAt); next() })
+    ws.on('error', () => { errors++; resolve() })
+    ws.on('close', () => resolve())
+  })))
+  return { perSecond: latencies.length / seconds, p50: median(latencies), p99: pct(latencies, 99), errors }
+}
+
+async function benchWebSocket (): Promise<void> {
+  const { match } = await start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/ws-origin.ts'), '0'], {}, /listening (\d+)/, 0)
+  const wsPort = Number(match[1])
+  const nginx = await startNginx(wsPort)
+  const gw = await startIngressd()
+  await adminCall(gw.admin, 'POST', '/apply', manifests(10, wsPort))
+  const runs: Record<string, { perSecond: number, p50: number, p99: number, errors: number }[]> = { nginx: [], ingressd: [] }
+  for (let r = 0; r < ROUNDS; r++) {
+    if (nginx !== undefined) runs.nginx?.push(await echoLoad(nginx.url.replace('http://', 'ws://'), 'app-0.example.com', 32, DURATION))
+    runs.ingressd?.push(await echoLoad(gw.http.replace('http://', 'ws://') + '/', 'app-0.example.com', 32, DURATION))
+  }
+  const summary = Object.fromEntries(Object.entries(runs).filter(([, v]) => v.length > 0).map(([k, v]) => [k, { perSecond: median(v.map(x => x.perSecond)), p50: median(v.map(x => x.p50)), p99: median(v.map(x => x.p99)), errors: v.reduce((a, x) => a + x.errors, 0) }]))
+  results.websocket = summary
+  const base = summary.nginx
+  printTable(`WebSocket echo: 32 connections, 100-byte messages, one in flight per connection, medians of ${ROUNDS} rounds of ${DURATION} s (the load generator is this Node process)`,
+    ['proxy', 'round trips/s', 'vs nginx', 'p50 ms', 'p99 ms', 'errors'],
+    Object.entries(summary).map(([k, x]) => [k, fmt(x.perSecond), base === undefined ? '-' : fmt(x.perSecond / base.perSecond, 2), fmt(x.p50, 2), fmt(x.p99, 2), x.errors]))
+  await Promise.all([stop(gw.child), nginx === undefined ? undefined : stop(nginx.child)])
+  rmSync(gw.dir, { recursive: true, force: true })
+  if (nginx !== undefined) rmSync(nginx.dir, { recursive: true, force: true })
+}
+
 try {
   process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator and origin on core 0, proxies on core 1' : 'no taskset: processes not pinned'}\n`)
   const originPort = await startOrigin()
@@ -447,6 +494,7 @@ try {
   if (ONLY.has('live')) await benchLive(originPort)
   if (ONLY.has('proxy')) await benchProxy(originPort)
   if (ONLY.has('https')) await benchHttps(originPort)
+  if (ONLY.has('websocket')) await benchWebSocket()
   if (ONLY.has('scale')) await benchScale(originPort)
   if (opts.json !== undefined) writeFileSync(opts.json, JSON.stringify(results, null, 2) + '\n')
 } finally {
