@@ -13,7 +13,7 @@ import { GatewayMetrics } from './metrics.js'
 import { buildDataPlaneApp, closeGracefully } from './dataplane/server.js'
 import { Reloader } from './dataplane/reloader.js'
 import { ChangeFeed } from './store/change-feed.js'
-import { openDatabase } from './store/database.js'
+import { openDatabase, type SqliteDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
 import { GatewayState } from './store/gateway-state.js'
 import { CertificateCompiler } from './dataplane/compile-certificates.js'
@@ -53,23 +53,36 @@ async function listen (app: FastifyInstance, addr: ListenAddress): Promise<Addre
   return app.server.address() as AddressInfo
 }
 
-/** Opens the store, compiles the first tables, and starts the data plane and admin listeners. */
-export async function startGateway (config: Readonly<Config>, logger: Logger = createLogger(config.logLevel)): Promise<Gateway> {
-  const db = openDatabase(config.db)
-  const store = new ObjectStore(db)
-  const feed = new ChangeFeed()
+/** A running data plane (HTTP and HTTPS listeners over one Reloader): in the single process, or in each cluster worker. */
+export interface DataPlane {
+  addresses: { http: AddressInfo, https: AddressInfo }
+  reloader: Reloader
+  metrics: GatewayMetrics
+  /** Graceful stop of both listeners, then the reloader; the database stays open. */
+  close: (graceMs: number) => Promise<void>
+}
+
+/** What a data plane follows: the open store and the feed it reports the served version to. */
+export interface DataPlaneStore {
+  db: SqliteDatabase
+  store: ObjectStore
+  feed: ChangeFeed
+  /** Whether this data plane writes statuses (default true; one worker only when there are several). */
+  writeStatus?: boolean
+}
+
+/**
+ * Compiles the first tables and opens the HTTP and HTTPS listeners. The HTTP listener opens
+ * first, so the first status already names its address; the HTTPS one after the first compile, so
+ * the first handshake already finds the stored certificates.
+ */
+export async function startDataPlane (config: Readonly<Config>, logger: Logger, from: DataPlaneStore): Promise<DataPlane> {
+  const { db, store, feed } = from
   let httpAddress: AddressInfo | undefined
   let httpsAddress: AddressInfo | undefined
   // The default certificate comes before any listener: a client without SNI is answered with it.
-  let generatedCertificate
-  let certificates
-  try {
-    generatedCertificate = await ensureDefaultCertificate(new GatewayState(db))
-    certificates = new CertificateCompiler({ defaultSecret: config.defaultCertificate, generated: generatedCertificate, logger: logger.child({ component: 'tls' }) })
-  } catch (err) {
-    db.close()
-    throw err
-  }
+  const generatedCertificate = await ensureDefaultCertificate(new GatewayState(db))
+  const certificates = new CertificateCompiler({ defaultSecret: config.defaultCertificate, generated: generatedCertificate, logger: logger.child({ component: 'tls' }) })
   const metrics = new GatewayMetrics()
   const reloader = new Reloader({
     store,
@@ -78,7 +91,8 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     logger: logger.child({ component: 'reloader' }),
     ingressClasses: config.ingressClasses,
     publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress)),
-    certificates
+    certificates,
+    writeStatus: from.writeStatus
   })
   const http = await buildDataPlaneApp({
     tables: reloader,
@@ -97,38 +111,73 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
     metrics,
     tls: { serverOptions: httpsServerOptions(reloader, generatedCertificate, config.tlsHandshakeTimeoutMs), sni: reloader, hsts: config.hsts }
   })
-  const admin = await buildAdminApp({
-    store,
-    feed,
-    logger: logger.child({ component: 'admin' }),
-    adminToken: config.adminToken,
-    bodyLimit: config.adminBodyLimit,
-    metrics,
-    readiness: { ready: () => reloader.ready && httpAddress !== undefined && httpsAddress !== undefined, detail: () => ({ generation: reloader.generation }) }
-  })
   try {
     httpAddress = await listen(http, config.httpAddr)
-    // Compile once the address is known, so the first status already names it.
     reloader.start()
-    // After the first compile, so the first handshake already finds the stored certificates.
     httpsAddress = await listen(https, config.httpsAddr)
+  } catch (err) {
+    reloader.stop()
+    await Promise.allSettled([http.close(), https.close()])
+    throw err
+  }
+  return {
+    addresses: { http: httpAddress, https: httpsAddress },
+    reloader,
+    metrics,
+    async close (graceMs) {
+      await Promise.allSettled([closeGracefully(http, graceMs), closeGracefully(https, graceMs)])
+      reloader.stop()
+    }
+  }
+}
+
+/** `host:port` of a bound address, as the start-up line prints it. */
+export function formatAddress (address: AddressInfo): string {
+  return `${address.address}:${address.port}`
+}
+
+/** Opens the store, compiles the first tables, and starts the data plane and admin listeners, all in this process. */
+export async function startGateway (config: Readonly<Config>, logger: Logger = createLogger(config.logLevel)): Promise<Gateway> {
+  const db = openDatabase(config.db)
+  const store = new ObjectStore(db)
+  const feed = new ChangeFeed()
+  let plane: DataPlane
+  try {
+    plane = await startDataPlane(config, logger, { db, store, feed })
+  } catch (err) {
+    db.close()
+    throw err
+  }
+  const { reloader, metrics } = plane
+  const httpAddress = plane.addresses.http
+  const httpsAddress = plane.addresses.https
+  let admin: FastifyInstance | undefined
+  try {
+    admin = await buildAdminApp({
+      store,
+      feed,
+      logger: logger.child({ component: 'admin' }),
+      adminToken: config.adminToken,
+      bodyLimit: config.adminBodyLimit,
+      metrics,
+      readiness: { ready: () => reloader.ready, detail: () => ({ generation: reloader.generation }) }
+    })
     const adminAddress = await listen(admin, config.adminAddr)
-    logger.info({ admin: `${adminAddress.address}:${adminAddress.port}`, http: `${httpAddress.address}:${httpAddress.port}`, https: `${httpsAddress.address}:${httpsAddress.port}`, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${adminAddress.address}:${adminAddress.port}, http ${httpAddress.address}:${httpAddress.port}, https ${httpsAddress.address}:${httpsAddress.port}`)
+    logger.info({ admin: formatAddress(adminAddress), http: formatAddress(httpAddress), https: formatAddress(httpsAddress), db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${formatAddress(adminAddress)}, http ${formatAddress(httpAddress)}, https ${formatAddress(httpsAddress)}`)
+    const adminApp = admin
     return {
       addresses: { admin: adminAddress, http: httpAddress, https: httpsAddress },
       store,
       reloader,
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let the data planes finish what they serve, then the store.
-        await admin.close()
-        await Promise.allSettled([closeGracefully(http, graceMs), closeGracefully(https, graceMs)])
-        reloader.stop()
+        await adminApp.close()
+        await plane.close(graceMs)
         db.close()
       }
     }
   } catch (err) {
-    reloader.stop()
-    await Promise.allSettled([admin.close(), http.close(), https.close()])
+    await Promise.allSettled([admin?.close(), plane.close(0)])
     db.close()
     throw err
   }

@@ -16,10 +16,10 @@ export class GatewayMetrics {
   readonly upstreamDuration = new Histogram({ name: 'ingressd_upstream_response_seconds', help: 'Time from sending the request upstream to its response headers', buckets: LATENCY_BUCKETS, registers: [this.registry] })
   readonly upstreamErrors = new Counter({ name: 'ingressd_upstream_errors_total', help: 'Upstream failures by kind (the error code answered)', labelNames: ['kind'] as const, registers: [this.registry] })
   readonly activeConnections = new Gauge({ name: 'ingressd_active_connections', help: 'Open client connections per listener', labelNames: ['listener'] as const, registers: [this.registry] })
-  readonly configGeneration = new Gauge({ name: 'ingressd_config_generation', help: 'Store resourceVersion the data plane serves', registers: [this.registry] })
-  readonly reloadDuration = new Gauge({ name: 'ingressd_config_last_reload_seconds', help: 'Duration of the last route and SNI table compile', registers: [this.registry] })
+  readonly configGeneration = new Gauge({ name: 'ingressd_config_generation', help: 'Store resourceVersion the data plane serves (with several workers: the lowest any serves)', aggregator: 'min', registers: [this.registry] })
+  readonly reloadDuration = new Gauge({ name: 'ingressd_config_last_reload_seconds', help: 'Duration of the last route and SNI table compile', aggregator: 'max', registers: [this.registry] })
   readonly reloadFailures = new Counter({ name: 'ingressd_config_reload_failures_total', help: 'Compiles that failed (the last good tables kept serving)', registers: [this.registry] })
-  readonly certificateExpiry = new Gauge({ name: 'ingressd_certificate_expiry_timestamp_seconds', help: 'notAfter of each TLS Secret\'s certificate, as a Unix time', labelNames: ['namespace', 'secret'] as const, registers: [this.registry] })
+  readonly certificateExpiry = new Gauge({ name: 'ingressd_certificate_expiry_timestamp_seconds', help: 'notAfter of each TLS Secret\'s certificate, as a Unix time', labelNames: ['namespace', 'secret'] as const, aggregator: 'min', registers: [this.registry] })
 
   constructor () {
     collectDefaultMetrics({ register: this.registry, prefix: 'ingressd_' })

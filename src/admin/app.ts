@@ -11,7 +11,6 @@ import type { TSchema } from 'typebox'
 import { IngressdError, toStatus } from '../errors.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
-import type { GatewayMetrics } from '../metrics.js'
 import { registerApplyRoute } from './apply.js'
 import { registerBodyParsers } from './content.js'
 import { registerHealthRoutes, type Readiness } from './health.js'
@@ -26,8 +25,8 @@ export interface AdminOptions {
   adminToken?: string
   bodyLimit: number
   readiness: Readiness
-  /** Served at GET /metrics in the Prometheus text format. */
-  metrics: GatewayMetrics
+  /** Served at GET /metrics in the Prometheus text format (a GatewayMetrics, or the workers' aggregate). */
+  metrics: { registry: { contentType: string, metrics: () => Promise<string> } }
   /** How long a write waits for the data plane to serve it before answering with a warning. */
   syncTimeoutMs?: number
 }

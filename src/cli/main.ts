@@ -56,8 +56,21 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
         return 0
       }
       const { createLogger, startGateway } = await import('../main.js')
+      const { isWorkerProcess, startPrimary, startWorker } = await import('../cluster.js')
       const logger = createLogger(config.logLevel)
-      const gateway = await startGateway(config, logger)
+      if (isWorkerProcess()) {
+        // A data-plane worker forked by the primary below: it stops when the primary says so.
+        const worker = await startWorker(config, logger)
+        await worker.stopped
+        await worker.close().catch((err: unknown) => { logger.error({ err }, 'worker shutdown failed') })
+        await new Promise<void>(resolve => logger.flush(() => resolve()))
+        // Closes the IPC channel, the last thing keeping the worker alive; it then exits 0.
+        process.disconnect?.()
+        return 0
+      }
+      // An in-memory store cannot be shared between processes.
+      const clustered = config.workers > 1 && config.db !== ':memory:'
+      const gateway = clustered ? await startPrimary(config, logger) : await startGateway(config, logger)
       await new Promise<void>(resolve => {
         const stop = (signal: string): void => {
           logger.info({ signal }, 'shutting down')

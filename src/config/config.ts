@@ -4,6 +4,7 @@
  * docs/configuration.md documents each entry of SETTINGS; a test keeps the two in step.
  */
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { IngressdError } from '../errors.js'
 
 /** A host and port to listen on. */
@@ -50,6 +51,11 @@ export interface Config {
   keepAliveTimeoutMs: number
   /** Most client connections open at once on each data-plane listener; 0: no cap. */
   maxConnections: number
+  /** Data-plane processes (node:cluster); 1: the admin and data planes share one process. */
+  workers: number
+  upstreamMaxFails: number
+  upstreamFailTimeoutMs: number
+  proxyNextUpstreamTries: number
 }
 
 interface Setting<K extends keyof Config> {
@@ -125,6 +131,12 @@ function parseHsts (raw: string, name: string): string | undefined {
   return raw.trim()
 }
 
+function parseWorkers (raw: string, name: string): number {
+  if (raw.trim() === 'auto') return Math.max(1, availableParallelism())
+  if (!/^\d{1,4}$/.test(raw.trim()) || Number(raw.trim()) < 1) bad(name, raw, 'expected a positive whole number of processes, or auto (one per core)')
+  return Number(raw.trim())
+}
+
 const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
 
 /** Every setting: its environment variable, flag, default and meaning. */
@@ -153,7 +165,11 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'maxHeaders', env: 'INGRESSD_MAX_HEADERS', flag: 'max-headers', default: '100', description: 'Most header fields in one request (431 beyond).', parse: parseCount },
   { key: 'clientHeaderTimeoutMs', env: 'INGRESSD_CLIENT_HEADER_TIMEOUT', flag: 'client-header-timeout', default: '60s', description: 'Longest a client may take to send the request line and headers, counted from the first byte (408 beyond).', parse: parseDuration },
   { key: 'keepAliveTimeoutMs', env: 'INGRESSD_KEEPALIVE_TIMEOUT', flag: 'keepalive-timeout', default: '75s', description: 'How long an idle keep-alive client connection stays open.', parse: parseDuration },
-  { key: 'maxConnections', env: 'INGRESSD_MAX_CONNECTIONS', flag: 'max-connections', default: '0', description: 'Most client connections open at once on each data-plane listener; connections beyond are closed at once. 0: no cap.', parse: parseCount }
+  { key: 'maxConnections', env: 'INGRESSD_MAX_CONNECTIONS', flag: 'max-connections', default: '0', description: 'Most client connections open at once on each data-plane listener; connections beyond are closed at once. 0: no cap.', parse: parseCount },
+  { key: 'workers', env: 'INGRESSD_WORKERS', flag: 'workers', default: 'auto', description: 'Data-plane processes sharing the HTTP and HTTPS ports (node:cluster), each following the store; auto: one per core (os.availableParallelism()); 1: one process for everything.', parse: parseWorkers },
+  { key: 'upstreamMaxFails', env: 'INGRESSD_UPSTREAM_MAX_FAILS', flag: 'upstream-max-fails', default: '3', description: 'Passive health (nginx max_fails): an endpoint that fails this many times in a row is taken out of rotation for INGRESSD_UPSTREAM_FAIL_TIMEOUT, then tried again. 0 turns it off.', parse: (raw, name) => /^\d{1,4}$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number (0 turns passive health off)') },
+  { key: 'upstreamFailTimeoutMs', env: 'INGRESSD_UPSTREAM_FAIL_TIMEOUT', flag: 'upstream-fail-timeout', default: '10s', description: 'How long a failing endpoint stays out of rotation (nginx fail_timeout).', parse: parseDuration },
+  { key: 'proxyNextUpstreamTries', env: 'INGRESSD_PROXY_NEXT_UPSTREAM_TRIES', flag: 'proxy-next-upstream-tries', default: '3', description: 'Tries per request across endpoints when one cannot be reached (ingress-nginx proxy-next-upstream-tries). Only requests without a body are retried: idempotent ones after a connection failure, reset or connect timeout, others only when the connection was never made. 1 turns retries off.', parse: (raw, name) => /^[1-9]\d?$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number from 1 to 99') }
 ]
 
 /** True for addresses only this machine can reach. */

@@ -18,6 +18,7 @@ import type { GatewayMetrics } from '../metrics.js'
 import { normalizeHost } from './host.js'
 import { normalizeRequestPath } from './request-path.js'
 import { checkRequest } from './request-checks.js'
+import { UpstreamHealth } from './upstream-health.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
 import { requestHasBody, requestHost } from './http2-compat.js'
@@ -30,7 +31,7 @@ export interface TableSource {
   readonly current: RouteTable
 }
 
-type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders'>
+type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
 
 /** A short plain-text error page: status, code and request id; never an upstream address. */
 export function errorBody (code: ErrorCode, requestId: string): string {
@@ -46,6 +47,12 @@ export function bodyTooLargeBody (limit: number, requestId: string): string {
 
 /** Statuses after which the gateway closes an HTTP/1.x connection, as nginx does. */
 const CLOSING_STATUSES = new Set([400, 413, 414, 431])
+
+/** Methods a retry cannot make do twice what the client asked once (RFC 9110 9.2.2). */
+const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
+
+/** Errors raised before a connection existed: the upstream saw nothing, so any request may go elsewhere. */
+const NEVER_CONNECTED = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'])
 
 /** A WebSocket close frame, server to client (unmasked): status 1001, going away. */
 const WS_CLOSE_GOING_AWAY = Buffer.from([0x88, 0x02, 0x03, 0xe9])
@@ -137,10 +144,27 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     return agent
   }
 
-  const pick = (backend: Backend): Upstream => {
-    const n = rrCounters.get(backend.key) ?? 0
-    rrCounters.set(backend.key, (n + 1) % 1_000_000_000)
-    return backend.upstreams[n % backend.upstreams.length] as Upstream
+  const health = new UpstreamHealth(settings.upstreamMaxFails, settings.upstreamFailTimeoutMs)
+  /**
+   * Round robin over the backend's addresses, skipping those out of rotation (passive health)
+   * and those this request already tried. When every address is out of rotation, plain round
+   * robin: better to try one than to answer 502 without trying.
+   */
+  const pick = (backend: Backend, tried?: ReadonlySet<Upstream>): Upstream | undefined => {
+    const list = backend.upstreams
+    const start = rrCounters.get(backend.key) ?? 0
+    let fallback: Upstream | undefined
+    for (let i = 0; i < list.length; i++) {
+      const u = list[(start + i) % list.length] as Upstream
+      if (tried?.has(u) === true) continue
+      if (health.isAvailable(u)) {
+        rrCounters.set(backend.key, (start + i + 1) % 1_000_000_000)
+        return u
+      }
+      fallback ??= u
+    }
+    rrCounters.set(backend.key, (start + 1) % 1_000_000_000)
+    return fallback
   }
 
   const facts = (req: IncomingMessage, host: string, requestId: string): ConnectionFacts => ({
@@ -165,7 +189,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const target = match.route.settings.rewriteTarget
     const query = q === -1 ? '' : url.slice(q)
     const upstreamPath = target === undefined ? path + query : rewriteUri(target, match, path, query)
-    return { match, upstream: pick(backend), path: upstreamPath }
+    return { match, upstream: pick(backend) as Upstream, path: upstreamPath }
   }
 
   const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
@@ -234,7 +258,6 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         clearTimeout(timer)
         if (err !== undefined && err !== null) relay.destroy(err)
       })
-      relay.once('close', () => { if (!tooLarge && !req.complete) req.destroy() })
       timer = timer.unref()
       body = relay
     }
@@ -242,32 +265,56 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const onClose = (): void => { if (!res.writableFinished) abort.abort() }
     res.once('close', onClose)
     const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
+    // Tries across endpoints (ingress-nginx's proxy_next_upstream): only a request without a
+    // body can be sent again, and only when that cannot do harm: an idempotent one after a
+    // connection failure, reset or connect timeout; any other only when the connection was
+    // never made. A POST that reached an upstream is never sent twice.
+    const maxTries = body === null ? settings.proxyNextUpstreamTries : 1
+    const idempotent = IDEMPOTENT_METHODS.has(req.method ?? '')
+    const tried = new Set<Upstream>([upstream])
+    let target = upstream
     const sentAt = performance.now()
-    try {
-      const upstreamRes = await agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs).request({
-        origin: origin(upstream),
-        path: resolved.path,
-        method: req.method as 'GET',
-        headers,
-        body,
-        headersTimeout: readTimeout,
-        bodyTimeout: readTimeout,
-        signal: abort.signal
-      })
-      const upstreamMs = performance.now() - sentAt
-      reply.ingressd.upstreamMs = upstreamMs
-      metrics?.upstreamDuration.observe(upstreamMs / 1000)
-      upstreamRes.body.on('error', () => {})
-      return reply.code(upstreamRes.statusCode).headers(clientResponseHeaders(upstreamRes.headers, requestId)).send(upstreamRes.body)
-    } catch (err) {
-      const code = upstreamErrorCode(err)
-      reply.ingressd.upstreamError = code
-      reply.ingressd.upstreamMs = performance.now() - sentAt
-      metrics?.upstreamErrors.inc({ kind: code })
-      request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${upstream.host}:${upstream.port}` }, 'upstream request failed')
-      if (tooLarge && !res.headersSent && !res.destroyed) return sendTooLarge()
-      if (res.headersSent || req.destroyed) return reply
-      return sendError(reply, code, requestId)
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const upstreamRes = await agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs).request({
+          origin: origin(target),
+          path: resolved.path,
+          method: req.method as 'GET',
+          headers,
+          body,
+          headersTimeout: readTimeout,
+          bodyTimeout: readTimeout,
+          signal: abort.signal
+        })
+        health.recordSuccess(target)
+        const upstreamMs = performance.now() - sentAt
+        reply.ingressd.upstreamMs = upstreamMs
+        metrics?.upstreamDuration.observe(upstreamMs / 1000)
+        upstreamRes.body.on('error', () => {})
+        return reply.code(upstreamRes.statusCode).headers(clientResponseHeaders(upstreamRes.headers, requestId)).send(upstreamRes.body)
+      } catch (err) {
+        const code = upstreamErrorCode(err)
+        const clientGone = res.destroyed || req.socket.destroyed
+        if (!clientGone && !tooLarge) health.recordFailure(target)
+        reply.ingressd.upstreamError = code
+        reply.ingressd.upstreamMs = performance.now() - sentAt
+        metrics?.upstreamErrors.inc({ kind: code })
+        request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt }, 'upstream request failed')
+        const neverConnected = NEVER_CONNECTED.has(String((err as { code?: unknown }).code ?? ''))
+        const retriable = neverConnected || (idempotent && (code === 'INGRESSD_ERR_UPSTREAM_UNREACHABLE' || code === 'INGRESSD_ERR_UPSTREAM_RESET'))
+        const next = attempt < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
+        if (next !== undefined) {
+          tried.add(next)
+          target = next
+          reply.ingressd.upstream = next
+          continue
+        }
+        if (tooLarge && !res.headersSent && !res.destroyed) return sendTooLarge()
+        if (res.headersSent || clientGone) return reply
+        // A body the upstream did not take is not read to its end: this connection carries no more requests.
+        if (body !== null && !req.complete) reply.header('connection', 'close')
+        return sendError(reply, code, requestId)
+      }
     }
   }
 

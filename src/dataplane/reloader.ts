@@ -10,16 +10,15 @@ import { X509Certificate } from 'node:crypto'
 import type { Logger } from 'pino'
 import type { GatewayMetrics } from '../metrics.js'
 import type { Ingress } from '../resources/ingress.js'
-import type { Endpoints } from '../resources/endpoints.js'
-import type { Service } from '../resources/service.js'
 import type { Secret } from '../resources/secret.js'
-import { presentObject, kindDefinition, type KindName } from '../resources/kinds.js'
+import type { KindName } from '../resources/kinds.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
-import { compileRouteTable, type IngressReport, type RouteSnapshot } from './compile.js'
+import { SnapshotReader } from './snapshot.js'
+import { compileRouteTable, type IngressReport } from './compile.js'
 import type { RouteTable } from './route-table.js'
 import type { Condition } from '../resources/meta.js'
-import { certificatesCondition, type CertificateCompileResult, type CertificateCompiler, type CertificateProblem, type TlsSnapshot } from './compile-certificates.js'
+import { certificatesCondition, type CertificateCompileResult, type CertificateCompiler, type CertificateProblem } from './compile-certificates.js'
 import type { SniTable } from './sni-table.js'
 
 export interface ReloaderOptions {
@@ -35,26 +34,8 @@ export interface ReloaderOptions {
   followerId?: string
   /** Compiles the SNI table beside each route table; without it there is no SNI table. */
   certificates?: CertificateCompiler
-}
-
-function storedObjects<T> (store: ObjectStore, kind: KindName): T[] {
-  const def = kindDefinition(kind)
-  return store.all(kind).map(o => presentObject(def, def.storageVersion, o.meta, o.content) as T)
-}
-
-/** Reads everything a route table is compiled from, in one read transaction (one consistent version). */
-export function readSnapshot (store: ObjectStore): { snapshot: RouteSnapshot & TlsSnapshot, resourceVersion: number, routingVersion: number } {
-  return store.db.transaction(() => ({
-    resourceVersion: store.resourceVersion(),
-    routingVersion: store.routingVersion(),
-    snapshot: {
-      ingresses: storedObjects<Ingress>(store, 'Ingress'),
-      services: storedObjects<Service>(store, 'Service'),
-      endpoints: storedObjects<Endpoints>(store, 'Endpoints'),
-      secrets: storedObjects<Secret>(store, 'Secret'),
-      privateKeys: store.privateKeys()
-    }
-  }))()
+  /** Whether this reloader writes ingress and Secret statuses (default true); with several data-plane processes only one does. */
+  writeStatus?: boolean
 }
 
 function isIp (value: string): boolean {
@@ -99,6 +80,7 @@ export class Reloader {
   private lastStatuses = new Map<string, string>()
   readonly followerId: string
   private compiledRoutingVersion = -1
+  private readonly snapshots: SnapshotReader
   private expiryCache = new Map<string, { namespace: string, name: string, notAfter: number }>()
   lastReloadMs = 0
   reloadFailures = 0
@@ -107,6 +89,7 @@ export class Reloader {
 
   constructor (private readonly opts: ReloaderOptions) {
     this.followerId = opts.followerId ?? `dataplane-${process.pid}`
+    this.snapshots = new SnapshotReader(opts.store)
   }
 
   /** The table to route by. */
@@ -146,8 +129,8 @@ export class Reloader {
     this.opts.feed.unregister(this.followerId)
   }
 
-  /** Coalesces: while a compile is pending, more commits just mark one more pass. */
-  private schedule (): void {
+  /** Looks at the store soon (a commit was announced). Coalesces: while a compile is pending, more commits just mark one more pass. */
+  schedule (): void {
     if (this.running) {
       this.again = true
       return
@@ -179,7 +162,7 @@ export class Reloader {
         this.opts.feed.reportServed(this.followerId, this.servedVersion)
         return
       }
-      const read = readSnapshot(this.opts.store)
+      const read = this.snapshots.read()
       resourceVersion = read.resourceVersion
       this.compiles++
       const { table, reports } = compileRouteTable(read.snapshot, { ingressClasses: this.opts.ingressClasses, generation: resourceVersion })
@@ -191,7 +174,7 @@ export class Reloader {
       this.compiledRoutingVersion = read.routingVersion
       this.lastReloadMs = performance.now() - started
       this.recordMetrics(read.snapshot.secrets)
-      this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
+      if (this.opts.writeStatus !== false) this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
       this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')
     } catch (err) {
       this.reloadFailures++

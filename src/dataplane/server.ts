@@ -16,7 +16,7 @@ import { requestHost } from './http2-compat.js'
 
 export interface DataPlaneOptions {
   tables: TableSource
-  config: Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'clientHeaderTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections'>
+  config: Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'clientHeaderTimeoutMs' | 'keepAliveTimeoutMs' | 'maxConnections' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
   logger: Logger
   proto: 'http' | 'https'
   /** HTTPS only: TLS (HTTP/2 through ALPN, HTTP/1.1 fallback, SNI) and HSTS. */

@@ -51,3 +51,14 @@ t.test('a bad value names the setting and the expected form', async t => {
   t.notMatch((() => { try { loadConfig({}, { INGRESSD_ADMIN_TOKEN: 'short' }) } catch (e) { return (e as Error).message } return '' })(), /short/, 'the token is not echoed')
   t.same(loadConfig({}, { INGRESSD_ADMIN_ADDR: '0.0.0.0:8001', INGRESSD_ADMIN_TOKEN: 'x'.repeat(16) }).adminAddr.host, '0.0.0.0', 'a token allows any address')
 })
+
+t.test('INGRESSD_WORKERS: auto is one per core, else a positive whole number', async t => {
+  const { availableParallelism } = await import('node:os')
+  t.equal(loadConfig({}, {}).workers, availableParallelism(), 'default: auto')
+  t.equal(loadConfig({}, { INGRESSD_WORKERS: 'auto' }).workers, availableParallelism())
+  t.equal(loadConfig({}, { INGRESSD_WORKERS: '1' }).workers, 1)
+  t.equal(loadConfig({ workers: '4' }, { INGRESSD_WORKERS: '1' }).workers, 4, 'the --workers flag wins')
+  for (const raw of ['0', '-1', 'two', '1.5', '']) {
+    t.throws(() => loadConfig({}, { INGRESSD_WORKERS: raw }), { code: 'INGRESSD_ERR_CONFIG', message: /INGRESSD_WORKERS=.*positive whole number/ }, `rejects ${JSON.stringify(raw)}`)
+  }
+})

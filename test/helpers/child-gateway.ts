@@ -19,11 +19,13 @@ export interface CliRun {
 
 /**
  * Spawns `ingressd <args>` with `env` on top of a copy of this process's environment from which
- * every INGRESSD_ variable is removed, so only what the test sets counts.
+ * every INGRESSD_ variable is removed, so only what the test sets counts (and INGRESSD_WORKERS=1
+ * unless the test sets it).
  */
 export function runCli (args: string[], env: Record<string, string> = {}): CliRun {
   const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('INGRESSD_')))
-  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // One process unless the test asks for workers (the default, one per core, would fork many).
+  const child = spawn(process.execPath, ['--import', 'tsx', CLI, ...args], { cwd: ROOT, env: { ...base, INGRESSD_WORKERS: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
   const lines: string[] = []
   let partial = ''
   let stderr = ''

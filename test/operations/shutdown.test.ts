@@ -1,7 +1,7 @@
 /**
  * Graceful shutdown, as an operator sees it: SIGTERM while a slow request is in flight lets it
  * finish, closes WebSockets with 1001, refuses new connections, and the process exits 0 with
- * the store closed cleanly.
+ * the store closed cleanly; in one process and with two data-plane workers.
  */
 import { createServer } from 'node:http'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -16,53 +16,55 @@ import { startChildGateway } from '../helpers/child-gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { serviceManifests } from '../helpers/backends.js'
 
-t.test('SIGTERM: the slow request in flight completes, WebSockets get 1001, the process exits 0', async t => {
-  const dir = mkdtempSync(join(tmpdir(), 'ingressd-shutdown-'))
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
-  const slow = await startOrigin(t, 'slow', (_req, res) => { setTimeout(() => res.end('finished after 1.5 s'), 1500) })
-  const wsHttp = createServer()
-  const wss = new WebSocketServer({ server: wsHttp })
-  wss.on('connection', sock => sock.on('message', data => sock.send(String(data))))
-  await new Promise<void>(resolve => wsHttp.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => { wss.close(); wsHttp.closeAllConnections(); wsHttp.close() })
+for (const workers of ['1', '2']) {
+  t.test(`SIGTERM (INGRESSD_WORKERS=${workers}): the slow request in flight completes, WebSockets get 1001, the process exits 0`, async t => {
+    const dir = mkdtempSync(join(tmpdir(), 'ingressd-shutdown-'))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    const slow = await startOrigin(t, 'slow', (_req, res) => { setTimeout(() => res.end('finished after 1.5 s'), 1500) })
+    const wsHttp = createServer()
+    const wss = new WebSocketServer({ server: wsHttp })
+    wss.on('connection', sock => sock.on('message', data => sock.send(String(data))))
+    await new Promise<void>(resolve => wsHttp.listen(0, '127.0.0.1', resolve))
+    t.teardown(() => { wss.close(); wsHttp.closeAllConnections(); wsHttp.close() })
 
-  const gw = await startChildGateway({ INGRESSD_DB: join(dir, 'db.sqlite'), INGRESSD_ADMIN_ADDR: '127.0.0.1:0', INGRESSD_HTTP_ADDR: '127.0.0.1:0', INGRESSD_HTTPS_ADDR: '127.0.0.1:0', INGRESSD_SHUTDOWN_GRACE: '10s' })
-  t.teardown(() => { if (gw.child.exitCode === null) gw.child.kill('SIGKILL') })
-  const http = `http://${String(gw.started.http)}`
-  const applied = await request(`${gw.admin}/apply`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify([
-      ...serviceManifests('slow', [slow]),
-      ...serviceManifests('ws', [{ name: 'ws', host: '127.0.0.1', port: (wsHttp.address() as AddressInfo).port } as any]),
-      { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'slow' }, spec: { rules: [{ host: 'slow.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'slow', port: { number: 8080 } } } }] } }, { host: 'ws.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'ws', port: { number: 8080 } } } }] } }] } }
-    ])
+    const gw = await startChildGateway({ INGRESSD_DB: join(dir, 'db.sqlite'), INGRESSD_ADMIN_ADDR: '127.0.0.1:0', INGRESSD_HTTP_ADDR: '127.0.0.1:0', INGRESSD_HTTPS_ADDR: '127.0.0.1:0', INGRESSD_SHUTDOWN_GRACE: '10s', INGRESSD_WORKERS: workers })
+    t.teardown(() => { if (gw.child.exitCode === null) gw.child.kill('SIGKILL') })
+    const http = `http://${String(gw.started.http)}`
+    const applied = await request(`${gw.admin}/apply`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([
+        ...serviceManifests('slow', [slow]),
+        ...serviceManifests('ws', [{ name: 'ws', host: '127.0.0.1', port: (wsHttp.address() as AddressInfo).port } as any]),
+        { apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: 'slow' }, spec: { rules: [{ host: 'slow.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'slow', port: { number: 8080 } } } }] } }, { host: 'ws.example.com', http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'ws', port: { number: 8080 } } } }] } }] } }
+      ])
+    })
+    t.equal(applied.statusCode, 200)
+    await applied.body.text()
+
+    const ws = new WebSocket(`ws://${String(gw.started.http)}/`, { headers: { host: 'ws.example.com' } })
+    await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject) })
+    const wsClosed = new Promise<number>(resolve => ws.once('close', code => resolve(code)))
+
+    const inFlight = request(`${http}/`, { headers: { host: 'slow.example.com' } }).then(async res => ({ status: res.statusCode, body: await res.body.text() }))
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const signalledAt = Date.now()
+    gw.child.kill('SIGTERM')
+
+    t.equal(await wsClosed, 1001, 'the WebSocket is closed with 1001 (going away)')
+    const done = await inFlight
+    t.equal(done.status, 200, 'the request in flight completes')
+    t.equal(done.body, 'finished after 1.5 s')
+    const exit = await gw.exited
+    t.equal(exit.code, 0, 'the process exits 0')
+    t.ok(Date.now() - signalledAt < 9000, 'well within the grace period')
+    t.ok(gw.lines.some(l => l.includes('"signal":"SIGTERM"')), 'the shutdown is logged')
+    t.comment(`exited ${Date.now() - signalledAt} ms after SIGTERM`)
+    await t.rejects(request(`${http}/`, { headers: { host: 'slow.example.com' } }), 'no new connections after shutdown')
+
+    // The store was closed cleanly: no WAL left to recover, integrity intact.
+    const db = new Database(join(dir, 'db.sqlite'), { readonly: true })
+    t.equal(db.pragma('integrity_check', { simple: true }), 'ok')
+    db.close()
   })
-  t.equal(applied.statusCode, 200)
-  await applied.body.text()
-
-  const ws = new WebSocket(`ws://${String(gw.started.http)}/`, { headers: { host: 'ws.example.com' } })
-  await new Promise<void>((resolve, reject) => { ws.once('open', () => resolve()); ws.once('error', reject) })
-  const wsClosed = new Promise<number>(resolve => ws.once('close', code => resolve(code)))
-
-  const inFlight = request(`${http}/`, { headers: { host: 'slow.example.com' } }).then(async res => ({ status: res.statusCode, body: await res.body.text() }))
-  await new Promise(resolve => setTimeout(resolve, 300))
-  const signalledAt = Date.now()
-  gw.child.kill('SIGTERM')
-
-  t.equal(await wsClosed, 1001, 'the WebSocket is closed with 1001 (going away)')
-  const done = await inFlight
-  t.equal(done.status, 200, 'the request in flight completes')
-  t.equal(done.body, 'finished after 1.5 s')
-  const exit = await gw.exited
-  t.equal(exit.code, 0, 'the process exits 0')
-  t.ok(Date.now() - signalledAt < 9000, 'well within the grace period')
-  t.ok(gw.lines.some(l => l.includes('"signal":"SIGTERM"')), 'the shutdown is logged')
-  t.comment(`exited ${Date.now() - signalledAt} ms after SIGTERM`)
-  await t.rejects(request(`${http}/`, { headers: { host: 'slow.example.com' } }), 'no new connections after shutdown')
-
-  // The store was closed cleanly: no WAL left to recover, integrity intact.
-  const db = new Database(join(dir, 'db.sqlite'), { readonly: true })
-  t.equal(db.pragma('integrity_check', { simple: true }), 'ok')
-  db.close()
-})
+}

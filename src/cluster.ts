@@ -1,0 +1,244 @@
+/**
+ * Several data-plane processes (INGRESSD_WORKERS > 1), with node:cluster.
+ *
+ * The primary opens the store, runs the admin plane (the only writer) and forks the workers. It
+ * holds the HTTP and HTTPS listening sockets and hands connections out to the workers (round
+ * robin, cluster's default outside Windows). Each worker opens the same SQLite file (WAL: its
+ * reads never block the writer), follows the store with its own Reloader and serves the same
+ * data-plane apps as the single process. Over cluster IPC, the primary announces every commit
+ * (`commit`) and each worker reports the version it serves (`served`), which the primary feeds
+ * into its ChangeFeed, one follower per worker: an admin write returns once every worker serves
+ * it. A worker that dies stops being waited for and is replaced.
+ */
+import cluster, { type Worker } from 'node:cluster'
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+import { AggregatorRegistry } from 'prom-client'
+import type { Config } from './config/config.js'
+import { buildAdminApp } from './admin/app.js'
+import { formatAddress, startDataPlane } from './main.js'
+import { ChangeFeed } from './store/change-feed.js'
+import { openDatabase } from './store/database.js'
+import { ObjectStore } from './store/object-store.js'
+import { GatewayState } from './store/gateway-state.js'
+import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
+
+/** Which worker slot (0 to workers - 1) a forked worker fills; a replacement takes its predecessor's. */
+const SLOT_ENV = 'INGRESSD_WORKER_SLOT'
+
+/** Primary to worker. */
+type ToWorker = { type: 'ingressd:commit', resourceVersion: number } | { type: 'ingressd:shutdown' }
+/** Worker to primary. */
+type FromWorker =
+  | { type: 'ingressd:ready', pid: number, http: AddressInfo, https: AddressInfo }
+  | { type: 'ingressd:served', resourceVersion: number, problem?: string }
+
+function isMessage<T extends { type: string }> (message: unknown): message is T {
+  return typeof message === 'object' && message !== null && typeof (message as { type?: unknown }).type === 'string' && (message as { type: string }).type.startsWith('ingressd:')
+}
+
+/** True in a process forked by `startPrimary`. */
+export function isWorkerProcess (): boolean {
+  return cluster.isWorker
+}
+
+/** What `ingressd serve` runs and stops, in the primary and in each worker alike. */
+export interface Running {
+  close: (graceMs?: number) => Promise<void>
+}
+
+interface Slot {
+  index: number
+  worker: Worker
+  ready: boolean
+  pid: number
+}
+
+/**
+ * The primary: store, admin plane and `config.workers` workers. Resolves once every worker serves
+ * its first tables and the admin API listens; logs the start-up line with every address bound.
+ */
+export async function startPrimary (config: Readonly<Config>, logger: Logger): Promise<Running> {
+  const db = openDatabase(config.db)
+  const store = new ObjectStore(db)
+  const feed = new ChangeFeed()
+  const log = logger.child({ component: 'cluster' })
+  try {
+    // Generated once here, so the workers all find the same one instead of racing to create it.
+    await ensureDefaultCertificate(new GatewayState(db))
+  } catch (err) {
+    db.close()
+    throw err
+  }
+  const slots = new Map<number, Slot>()
+  let stopping = false
+  let addresses: { http: AddressInfo, https: AddressInfo } | undefined
+  const everyWorkerReady = (): boolean => slots.size === config.workers && [...slots.values()].every(s => s.ready)
+  let failStart: (err: Error) => void = () => {}
+  let onReady: () => void = () => {}
+  const allReady = new Promise<void>((resolve, reject) => {
+    failStart = reject
+    onReady = () => { if (everyWorkerReady()) resolve() }
+  })
+
+  const followerId = (worker: Worker): string => `worker-${worker.id}`
+
+  function fork (index: number): void {
+    const worker = cluster.fork({ [SLOT_ENV]: String(index) })
+    const slot: Slot = { index, worker, ready: false, pid: worker.process.pid ?? 0 }
+    slots.set(index, slot)
+    // Until it reports, writes wait for it: a new worker must not serve an older version.
+    feed.register(followerId(worker), -1)
+    worker.on('message', (message: unknown) => {
+      if (!isMessage<FromWorker>(message)) return
+      if (message.type === 'ingressd:served') feed.reportServed(followerId(worker), message.resourceVersion, message.problem)
+      else if (message.type === 'ingressd:ready') {
+        slot.ready = true
+        slot.pid = message.pid
+        addresses ??= { http: message.http, https: message.https }
+        log.debug({ worker: index, pid: message.pid }, 'worker serving')
+        onReady()
+      }
+    })
+    worker.on('exit', (code, signal) => {
+      feed.unregister(followerId(worker))
+      if (slots.get(index)?.worker !== worker) return
+      slots.delete(index)
+      if (stopping) return
+      if (!slot.ready && addresses === undefined) {
+        failStart(new Error(`data-plane worker ${index} exited (code ${String(code)}, signal ${String(signal)}) before serving`))
+        return
+      }
+      log.error({ worker: index, pid: slot.pid, code, signal }, 'data-plane worker exited; forking a replacement')
+      // After a pause: no tight loop of crashes, and a SIGTERM sent to the whole process group
+      // (which stops the workers too) reaches the primary's handler before anything is replaced.
+      setTimeout(() => { if (!stopping && !slots.has(index)) fork(index) }, 500)
+    })
+  }
+
+  const unsubscribe = store.onCommit(resourceVersion => {
+    const message: ToWorker = { type: 'ingressd:commit', resourceVersion }
+    for (const { worker } of slots.values()) if (worker.isConnected()) worker.send(message)
+  })
+
+  /** Asks every worker to stop gracefully and waits for them all to exit (cut after the grace period and 5 s more). */
+  async function stopWorkers (graceMs: number): Promise<void> {
+    stopping = true
+    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined)
+    await Promise.all(workers.map(async worker => {
+      if (worker.isDead()) return
+      const exited = new Promise<void>(resolve => worker.once('exit', () => resolve()))
+      const message: ToWorker = { type: 'ingressd:shutdown' }
+      if (worker.isConnected()) worker.send(message)
+      else worker.process.kill('SIGTERM')
+      const timer = setTimeout(() => worker.process.kill('SIGKILL'), graceMs + 5000)
+      await exited
+      clearTimeout(timer)
+    }))
+  }
+
+  // Cluster's default: the primary accepts and hands connections out round robin (not on Windows).
+  cluster.setupPrimary({ silent: false })
+  const aggregator = new AggregatorRegistry()
+  try {
+    for (let i = 0; i < config.workers; i++) fork(i)
+    await allReady
+    const admin = await buildAdminApp({
+      store,
+      feed,
+      logger: logger.child({ component: 'admin' }),
+      adminToken: config.adminToken,
+      bodyLimit: config.adminBodyLimit,
+      // The workers' data-plane metrics, summed (or min/max where a sum means nothing).
+      metrics: { registry: { contentType: aggregator.contentType, metrics: async () => await aggregator.clusterMetrics() } },
+      readiness: {
+        ready: everyWorkerReady,
+        detail: () => ({ generation: feed.servedByAll(), workers: [...slots.values()].filter(s => s.ready).length })
+      }
+    })
+    let adminAddress: AddressInfo
+    try {
+      await admin.listen({ host: config.adminAddr.host, port: config.adminAddr.port })
+      adminAddress = admin.server.address() as AddressInfo
+    } catch (err) {
+      await admin.close()
+      throw err
+    }
+    const http = addresses?.http as AddressInfo
+    const https = addresses?.https as AddressInfo
+    const pids = [...slots.values()].sort((a, b) => a.index - b.index).map(s => s.pid)
+    logger.info({ admin: formatAddress(adminAddress), http: formatAddress(http), https: formatAddress(https), workers: pids, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${formatAddress(adminAddress)}, http ${formatAddress(http)}, https ${formatAddress(https)}, ${pids.length} data-plane workers`)
+    return {
+      async close (graceMs = config.shutdownGraceMs) {
+        // Stop taking admin writes, let every worker finish what it serves, then the store.
+        await admin.close()
+        await stopWorkers(graceMs)
+        unsubscribe()
+        db.close()
+      }
+    }
+  } catch (err) {
+    await stopWorkers(0)
+    unsubscribe()
+    db.close()
+    throw err
+  }
+}
+
+/** Reports every version the worker's Reloader serves to the primary, whose ChangeFeed writes wait on. */
+class WorkerFeed extends ChangeFeed {
+  override reportServed (followerId: string, resourceVersion: number, problem?: string): void {
+    super.reportServed(followerId, resourceVersion, problem)
+    const message: FromWorker = problem === undefined ? { type: 'ingressd:served', resourceVersion } : { type: 'ingressd:served', resourceVersion, problem }
+    if (process.connected) process.send?.(message)
+  }
+}
+
+/**
+ * A worker: the same data plane as the single process, on the ports the primary shares. Stops on
+ * the primary's shutdown message or its own SIGTERM; SIGINT (a terminal's Ctrl-C reaches the
+ * whole process group) is left to the primary, which stops every worker in order.
+ */
+export async function startWorker (config: Readonly<Config>, logger: Logger): Promise<Running & { stopped: Promise<void> }> {
+  const slot = Number(process.env[SLOT_ENV] ?? '0')
+  const db = openDatabase(config.db, { migrate: false })
+  const store = new ObjectStore(db)
+  const feed = new WorkerFeed()
+  const workerLogger = logger.child({ worker: slot })
+  let plane
+  try {
+    plane = await startDataPlane(config, workerLogger, { db, store, feed, writeStatus: slot === 0 })
+  } catch (err) {
+    db.close()
+    throw err
+  }
+  const { reloader, metrics, addresses } = plane
+  // Constructing one makes prom-client answer the primary's requests for this worker's registry.
+  // eslint-disable-next-line no-new
+  new AggregatorRegistry()
+  AggregatorRegistry.setRegistries([metrics.registry])
+  let requestStop: (reason: string) => void = () => {}
+  const stopped = new Promise<void>(resolve => {
+    requestStop = (reason) => {
+      workerLogger.info({ reason }, 'data-plane worker shutting down')
+      resolve()
+    }
+  })
+  process.on('message', (message: unknown) => {
+    if (!isMessage<ToWorker>(message)) return
+    if (message.type === 'ingressd:commit') reloader.schedule()
+    else requestStop('shutdown')
+  })
+  process.once('SIGTERM', () => requestStop('SIGTERM'))
+  process.on('SIGINT', () => {})
+  const ready: FromWorker = { type: 'ingressd:ready', pid: process.pid, http: addresses.http, https: addresses.https }
+  process.send?.(ready)
+  workerLogger.debug({ http: formatAddress(addresses.http), https: formatAddress(addresses.https) }, 'data-plane worker serving')
+  return {
+    stopped,
+    async close (graceMs = config.shutdownGraceMs) {
+      await plane.close(graceMs)
+      db.close()
+    }
+  }
+}
