@@ -130,6 +130,8 @@ async function startIngressd (env: Record<string, string> = {}): Promise<Ingress
     INGRESSD_HTTP_ADDR: '127.0.0.1:0',
     INGRESSD_HTTPS_ADDR: '127.0.0.1:0',
     INGRESSD_LOG_LEVEL: 'info',
+    // One process, as the comparison rows are (nginx with one worker): a fair per-core figure.
+    INGRESSD_WORKERS: '1',
     ...env
   }, /"admin":"([\d.]+:\d+)","http":"([\d.]+:\d+)","https":"([\d.]+:\d+)"/, 1)
   // Access log lines go to a pipe that is drained, as they would go to a log collector.
