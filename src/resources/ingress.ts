@@ -6,6 +6,7 @@
 import { isIP } from 'node:net'
 import Type from 'typebox'
 import { Condition, ObjectMeta, ObjectMetaInput } from './meta.js'
+import { parseIngressAnnotations } from './annotations.js'
 import { regexPathProblem, usesRegexPaths } from './path-regex.js'
 import { CauseList, isDns1035Label, isDns1123Subdomain } from './validation.js'
 
@@ -305,6 +306,12 @@ function validatePath (path: string | undefined, pathType: PathType, regex: bool
 /** The API server's semantic rules for an Ingress in the v1 shape. */
 export function validateIngressSpec (spec: IngressSpecType, annotations: Record<string, string> | undefined, causes: CauseList): void {
   const regex = usesRegexPaths(annotations)
+  // The annotations ingressd understands are typed: a malformed value, or a snippet of raw
+  // configuration, is refused here rather than discovered by the data plane. Unknown
+  // nginx.ingress.kubernetes.io/* keys are accepted and reported as ignored on the status.
+  for (const problem of parseIngressAnnotations(annotations).problems) {
+    causes.invalid(`metadata.annotations[${problem.key}]`, annotations?.[problem.key] ?? '', problem.message)
+  }
   if (spec.defaultBackend === undefined && (spec.rules === undefined || spec.rules.length === 0)) {
     causes.required('spec', 'either `defaultBackend` or `rules` must be specified')
   }
