@@ -148,6 +148,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
       feed,
       logger: logger.child({ component: 'admin' }),
       adminToken: config.adminToken,
+      allowedHosts: config.adminAllowedHosts,
       bodyLimit: config.adminBodyLimit,
       // The workers' data-plane metrics, summed (or min/max where a sum means nothing).
       metrics: { registry: { contentType: aggregator.contentType, metrics: async () => await aggregator.clusterMetrics() } },

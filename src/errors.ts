@@ -50,6 +50,7 @@ export const ERROR_CODES = {
   INGRESSD_ERR_INVALID: { status: 422, reason: 'Invalid', summary: 'The object breaks a validation rule; details.causes names each field.' },
   INGRESSD_ERR_TLS_INVALID: { status: 422, reason: 'Invalid', summary: 'A kubernetes.io/tls Secret\'s certificate or key is unusable: unparseable, mismatched, an unsupported key type or a broken chain.' },
   INGRESSD_ERR_UNAUTHORIZED: { status: 401, reason: 'Unauthorized', summary: 'The admin token is missing or wrong.' },
+  INGRESSD_ERR_FORBIDDEN: { status: 403, reason: 'Forbidden', summary: 'A cross-origin request (a web page driving the admin API), or, without a token, a Host that is not a loopback name (DNS rebinding).' },
   INGRESSD_ERR_NOT_FOUND: { status: 404, reason: 'NotFound', summary: 'No object of that kind, namespace and name, or no such path.' },
   INGRESSD_ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'MethodNotAllowed', summary: 'The path exists but does not take that method.' },
   INGRESSD_ERR_ALREADY_EXISTS: { status: 409, reason: 'AlreadyExists', summary: 'A create named an object that already exists.' },

@@ -158,6 +158,7 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
       feed,
       logger: logger.child({ component: 'admin' }),
       adminToken: config.adminToken,
+      allowedHosts: config.adminAllowedHosts,
       bodyLimit: config.adminBodyLimit,
       metrics,
       readiness: { ready: () => reloader.ready, detail: () => ({ generation: reloader.generation }) }

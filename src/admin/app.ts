@@ -23,6 +23,8 @@ export interface AdminOptions {
   feed: ChangeFeed
   logger: FastifyBaseLogger | false
   adminToken?: string
+  /** Host names accepted besides loopback ones when there is no token (INGRESSD_ADMIN_ALLOWED_HOSTS). */
+  allowedHosts?: readonly string[]
   bodyLimit: number
   readiness: Readiness
   /** Served at GET /metrics in the Prometheus text format (a GatewayMetrics, or the workers' aggregate). */
@@ -36,6 +38,32 @@ const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json)$|^\/docs(\/|$)/
 
 function digest (value: string): Buffer {
   return createHash('sha256').update(value).digest()
+}
+
+/** True for the names and addresses only this machine answers to. */
+function isLoopbackHost (hostname: string): boolean {
+  return hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || hostname === '::1' || /^127(\.\d{1,3}){3}$/.test(hostname)
+}
+
+/** The host part of a Host header or an origin's authority, lowercase, without the port. */
+function hostnameOf (authority: string): string {
+  const lower = authority.toLowerCase()
+  if (lower.startsWith('[')) return lower.slice(0, lower.indexOf(']') + 1)
+  return lower.split(':')[0] ?? ''
+}
+
+/** Why a request looks like it came from a web page it should not have, or undefined. */
+export function browserProblem (origin: string | undefined, host: string | undefined, loopbackOnly: boolean, allowedHosts: ReadonlySet<string>): string | undefined {
+  if (origin !== undefined) {
+    let originHost: string
+    try { originHost = new URL(origin).host } catch { return `the Origin ${JSON.stringify(origin)} is not this admin API` }
+    if (host === undefined || originHost.toLowerCase() !== host.toLowerCase()) return `cross-origin request from ${origin}; the admin API only answers its own pages (Swagger UI) and clients that send no Origin`
+  }
+  if (loopbackOnly) {
+    const name = hostnameOf(host ?? '')
+    if (!isLoopbackHost(name) && !allowedHosts.has(name)) return `Host ${JSON.stringify(host ?? '')} is not a loopback name; without INGRESSD_ADMIN_TOKEN the admin API answers only localhost, 127.0.0.1 and ::1 (or INGRESSD_ADMIN_ALLOWED_HOSTS)`
+  }
+  return undefined
 }
 
 /** Maps Fastify's own errors (body limit, media type, validation) to ours. */
@@ -91,8 +119,18 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   registerBodyParsers(app)
 
   const expected = opts.adminToken === undefined ? undefined : digest(opts.adminToken)
+  const allowedHosts = new Set((opts.allowedHosts ?? []).map(h => h.toLowerCase()))
   app.addHook('onRequest', async (req) => {
-    if (expected === undefined || PUBLIC_PATHS.test(req.url.split('?')[0] ?? '')) return
+    if (PUBLIC_PATHS.test(req.url.split('?')[0] ?? '')) return
+    // A web page must not drive the admin API from a visitor's browser: cross-origin requests
+    // are refused, and without a token (loopback only) so is any Host that is not a loopback
+    // name, which defeats DNS rebinding (the attacker's name resolving to 127.0.0.1).
+    const problem = browserProblem(req.headers.origin, req.headers.host, expected === undefined, allowedHosts)
+    if (problem !== undefined) {
+      req.log.warn({ origin: req.headers.origin, host: req.headers.host }, `admin request refused: ${problem}`)
+      throw new IngressdError('INGRESSD_ERR_FORBIDDEN', `Forbidden: ${problem}`)
+    }
+    if (expected === undefined) return
     const header = req.headers.authorization ?? ''
     const token = header.startsWith('Bearer ') ? header.slice(7) : ''
     // Compare digests: equal length, constant time, whatever the caller sent.

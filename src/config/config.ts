@@ -56,6 +56,7 @@ export interface Config {
   upstreamMaxFails: number
   upstreamFailTimeoutMs: number
   proxyNextUpstreamTries: number
+  adminAllowedHosts: string[]
 }
 
 interface Setting<K extends keyof Config> {
@@ -169,7 +170,8 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'workers', env: 'INGRESSD_WORKERS', flag: 'workers', default: 'auto', description: 'Data-plane processes sharing the HTTP and HTTPS ports (node:cluster), each following the store; auto: one per core (os.availableParallelism()); 1: one process for everything.', parse: parseWorkers },
   { key: 'upstreamMaxFails', env: 'INGRESSD_UPSTREAM_MAX_FAILS', flag: 'upstream-max-fails', default: '3', description: 'Passive health (nginx max_fails): an endpoint that fails this many times in a row is taken out of rotation for INGRESSD_UPSTREAM_FAIL_TIMEOUT, then tried again. 0 turns it off.', parse: (raw, name) => /^\d{1,4}$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number (0 turns passive health off)') },
   { key: 'upstreamFailTimeoutMs', env: 'INGRESSD_UPSTREAM_FAIL_TIMEOUT', flag: 'upstream-fail-timeout', default: '10s', description: 'How long a failing endpoint stays out of rotation (nginx fail_timeout).', parse: parseDuration },
-  { key: 'proxyNextUpstreamTries', env: 'INGRESSD_PROXY_NEXT_UPSTREAM_TRIES', flag: 'proxy-next-upstream-tries', default: '3', description: 'Tries per request across endpoints when one cannot be reached (ingress-nginx proxy-next-upstream-tries). Only requests without a body are retried: idempotent ones after a connection failure, reset or connect timeout, others only when the connection was never made. 1 turns retries off.', parse: (raw, name) => /^[1-9]\d?$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number from 1 to 99') }
+  { key: 'proxyNextUpstreamTries', env: 'INGRESSD_PROXY_NEXT_UPSTREAM_TRIES', flag: 'proxy-next-upstream-tries', default: '3', description: 'Tries per request across endpoints when one cannot be reached (ingress-nginx proxy-next-upstream-tries). Only requests without a body are retried: idempotent ones after a connection failure, reset or connect timeout, others only when the connection was never made. 1 turns retries off.', parse: (raw, name) => /^[1-9]\d?$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number from 1 to 99') },
+  { key: 'adminAllowedHosts', env: 'INGRESSD_ADMIN_ALLOWED_HOSTS', flag: 'admin-allowed-hosts', default: '', description: 'Without INGRESSD_ADMIN_TOKEN the admin API answers only requests whose Host is a loopback name (localhost, 127.0.0.1, ::1), against DNS rebinding; extra host names to accept, comma-separated.', parse: raw => raw.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '') }
 ]
 
 /** True for addresses only this machine can reach. */
