@@ -6,6 +6,7 @@ import { createHash, timingSafeEqual } from 'node:crypto'
 import swagger from '@fastify/swagger'
 import swaggerUi from '@fastify/swagger-ui'
 import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyReply } from 'fastify'
+import Type from 'typebox'
 import { Compile } from 'typebox/compile'
 import type { TSchema } from 'typebox'
 import { IngressdError, toStatus } from '../errors.js'
@@ -169,7 +170,8 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
         { name: 'Secret', description: 'v1 kubernetes.io/tls Secret: certificate and write-only key' },
         { name: 'IngressClass', description: 'networking.k8s.io/v1 IngressClass (accepted for bundles that carry one)' },
         { name: 'Apply', description: 'Many objects in one transaction' },
-        { name: 'Health', description: 'Liveness and readiness' }
+        { name: 'Health', description: 'Liveness, readiness and metrics' },
+        { name: 'Audit', description: 'Who changed what, when' }
       ]
     }
   })
@@ -178,6 +180,15 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
 
   const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000)
   registerHealthRoutes(app, opts.readiness)
+  app.get('/audit', {
+    schema: {
+      tags: ['Audit'],
+      operationId: 'listAuditEntries',
+      summary: 'The newest changes: who (token or loopback, client address), when, what (verb, object, resourceVersion, outcome); never object contents',
+      querystring: Type.Object({ limit: Type.Optional(Type.String({ pattern: '^[0-9]{1,5}$', description: 'How many entries, newest first (default 100)' })) }),
+      response: { 200: Type.Object({ items: Type.Array(Type.Object({ at: Type.String(), actor: Type.String(), client: Type.String(), verb: Type.String(), kind: Type.String(), namespace: Type.String(), name: Type.String(), resourceVersion: Type.Integer(), outcome: Type.String() })) }) }
+    }
+  }, async (req) => ({ items: opts.store.auditEntries(Number((req.query as { limit?: string }).limit ?? 100)) }))
   app.get('/metrics', {
     schema: { tags: ['Health'], operationId: 'getMetrics', summary: 'Prometheus metrics: requests, latency, upstream errors, connections, config generation and reloads, certificate expiry', produces: ['text/plain'], response: { 200: { type: 'string' } } }
   }, async (_req, reply) => reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics()))

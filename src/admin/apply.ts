@@ -10,7 +10,7 @@ import { StatusSchema } from '../resources/meta.js'
 import type { ObjectStore, WriteOutcome } from '../store/object-store.js'
 import { parseManifestStream } from './content.js'
 import type { WriteSync } from './write-sync.js'
-import { ref } from './resource-routes.js'
+import { auditEntry, ref } from './resource-routes.js'
 
 const ApplyItem = Type.Object({
   apiVersion: Type.String(),
@@ -84,6 +84,7 @@ export function registerApplyRoute (app: FastifyInstance, ctx: { store: ObjectSt
       })
       return prepared.map(({ doc, obj }) => {
         const { object, outcome } = store.put(obj, 'apply')
+        if (outcome !== 'unchanged') store.recordAudit(auditEntry(req, 'apply', object, outcome))
         const apiVersion = (doc as { apiVersion: string }).apiVersion
         const item: { apiVersion: string, kind: string, namespace?: string, name: string, outcome: WriteOutcome, resourceVersion: string } = { apiVersion, kind: obj.def.kind, name: obj.name, outcome, resourceVersion: object.meta.resourceVersion }
         if (obj.def.namespaced) item.namespace = obj.namespace

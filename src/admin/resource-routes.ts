@@ -2,14 +2,14 @@
  * The Kubernetes-style resource paths: for every kind and every API version it is served in,
  * list (one namespace or all), create, read, replace, merge-patch and delete.
  */
-import type { FastifyInstance, FastifyReply } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import Type, { type TSchema } from 'typebox'
 import { IngressdError } from '../errors.js'
 import { parseLabelSelector } from '../resources/label-selector.js'
 import { applyMergePatch } from '../resources/merge-patch.js'
 import { ListMeta, StatusSchema } from '../resources/meta.js'
 import { KINDS, prepareObject, presentObject, type KindDefinition } from '../resources/kinds.js'
-import type { ListCursor, ObjectStore, StoredObject } from '../store/object-store.js'
+import type { AuditEntry, ListCursor, ObjectStore, StoredObject, WriteOutcome } from '../store/object-store.js'
 import { parseObjectText } from './content.js'
 import { objectStatus } from './object-status.js'
 import type { WriteSync } from './write-sync.js'
@@ -86,7 +86,17 @@ async function replyAfterSync (ctx: ResourceRouteContext, reply: FastifyReply, c
   return reply.code(code).send(body())
 }
 
+/** The audit entry for a change made by `req`. */
+export function auditEntry (req: FastifyRequest, verb: AuditEntry['verb'], object: StoredObject, outcome: AuditEntry['outcome'], resourceVersion = Number(object.meta.resourceVersion)): AuditEntry {
+  return { actor: req.headers.authorization === undefined ? 'loopback' : 'token', client: req.ip, verb, kind: object.kind, namespace: object.meta.namespace, name: object.meta.name, resourceVersion, outcome }
+}
+
 function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: KindDefinition, apiVersion: string, outputSchema: TSchema, inputSchema: TSchema): void {
+  /** Records a put in the audit log, in its transaction, and hands the result on. */
+  const audited = <T extends { object: StoredObject, outcome: WriteOutcome }>(req: FastifyRequest, verb: AuditEntry['verb'], result: T): T => {
+    if (result.outcome !== 'unchanged') ctx.store.recordAudit(auditEntry(req, verb, result.object, result.outcome))
+    return result
+  }
   const output = ref(outputSchema)
   const input = ref(inputSchema)
   const tag = versionTag(apiVersion)
@@ -148,7 +158,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
     const namespace = nsOf(req.params as Record<string, string>)
     const obj = prepareObject(parseObjectText(req.body as string), { namespace }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
-    const { object } = store.write(() => store.put(obj, 'create'))
+    const { object } = store.write(() => audited(req, 'create', store.put(obj, 'create')))
     return await replyAfterSync(ctx, reply, 201, () => present(object))
   })
 
@@ -167,7 +177,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
     const p = req.params as Record<string, string>
     const obj = prepareObject(parseObjectText(req.body as string), { namespace: nsOf(p), name: p.name as string }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
-    const { object } = store.write(() => store.put(obj, 'replace'))
+    const { object } = store.write(() => audited(req, 'replace', store.put(obj, 'replace')))
     return await replyAfterSync(ctx, reply, 200, () => present(object))
   })
 
@@ -182,7 +192,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
       if (current === undefined) throw notFound(p.name as string)
       const { status: _status, ...merged } = applyMergePatch(presentObject(def, apiVersion, current.meta, current.content), patch) as Record<string, unknown>
       const obj = prepareObject(merged, { namespace, name: p.name as string }, storedKey)
-      return store.put(obj, 'replace')
+      return audited(req, 'patch', store.put(obj, 'replace'))
     })
     return await replyAfterSync(ctx, reply, 200, () => present(object))
   })
@@ -191,7 +201,11 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
     schema: { tags, operationId: `delete${tag}${nsPart}${def.kind}`, summary: `Delete ${article(def.kind)}`, description: 'Answers 200 with the deleted object, as Kubernetes does.', params, response: { 200: output, ...errorResponses } }
   }, async (req, reply) => {
     const p = req.params as Record<string, string>
-    const deleted = store.write(() => store.delete(def.kind, nsOf(p), p.name as string, def))
+    const deleted = store.write(() => {
+      const gone = store.delete(def.kind, nsOf(p), p.name as string, def)
+      store.recordAudit(auditEntry(req, 'delete', gone, 'deleted', store.resourceVersion()))
+      return gone
+    })
     return await replyAfterSync(ctx, reply, 200, () => presentObject(def, apiVersion, deleted.meta, deleted.content))
   })
 }

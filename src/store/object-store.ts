@@ -19,6 +19,18 @@ export interface StoredObject {
   keyBytes?: number
 }
 
+/** One admin change, as the audit log keeps it. */
+export interface AuditEntry {
+  actor: 'token' | 'loopback'
+  client: string
+  verb: 'create' | 'replace' | 'patch' | 'delete' | 'apply'
+  kind: KindName
+  namespace: string
+  name: string
+  resourceVersion: number
+  outcome: WriteOutcome | 'deleted'
+}
+
 /** What a write did, in `kubectl apply`'s words. */
 export type WriteOutcome = 'created' | 'configured' | 'unchanged'
 
@@ -89,6 +101,8 @@ export class ObjectStore {
       listAll: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND (namespace, name) > (?, ?) ORDER BY namespace, name`),
       listNs: db.prepare<[string, string, string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? AND namespace = ? AND name > ? ORDER BY name`),
       listKind: db.prepare<[string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? ORDER BY namespace, name`),
+      audit: db.prepare('INSERT INTO audit_log (at, actor, client, verb, kind, namespace, name, resource_version, outcome) VALUES (@at, @actor, @client, @verb, @kind, @namespace, @name, @resourceVersion, @outcome)'),
+      auditTail: db.prepare<[number], { at: string, actor: string, client: string, verb: string, kind: string, namespace: string, name: string, resource_version: number, outcome: string }>('SELECT at, actor, client, verb, kind, namespace, name, resource_version, outcome FROM audit_log ORDER BY id DESC LIMIT ?'),
       versions: db.prepare<[string], { namespace: string, name: string, resource_version: number }>('SELECT namespace, name, resource_version FROM objects WHERE kind = ? ORDER BY namespace, name'),
       key: db.prepare<[string, string], { private_key: string | null }>('SELECT private_key FROM objects WHERE kind = \'Secret\' AND namespace = ? AND name = ?'),
       keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
@@ -159,6 +173,19 @@ export class ObjectStore {
   /** Every object of a kind: what the data plane compiles from. */
   all (kind: KindName): StoredObject[] {
     return this.stmt.listKind.all(kind).map(rowToObject)
+  }
+
+  /**
+   * Records one admin change in the audit log; call inside the write() of the change itself, so
+   * the entry and the change commit together. Entries name objects, never copy them.
+   */
+  recordAudit (entry: AuditEntry): void {
+    this.stmt.audit.run({ ...entry, at: new Date().toISOString() })
+  }
+
+  /** The newest audit entries, newest first. */
+  auditEntries (limit: number): (Omit<AuditEntry, 'resourceVersion'> & { at: string, resourceVersion: number })[] {
+    return this.stmt.auditTail.all(limit).map(r => ({ at: r.at, actor: r.actor as AuditEntry['actor'], client: r.client, verb: r.verb as AuditEntry['verb'], kind: r.kind as KindName, namespace: r.namespace, name: r.name, resourceVersion: r.resource_version, outcome: r.outcome as AuditEntry['outcome'] }))
   }
 
   /** Every object of a kind as (namespace, name, resourceVersion), in key order: what changed since a snapshot, cheaply. */

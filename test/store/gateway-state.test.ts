@@ -27,7 +27,7 @@ t.test('0003 adds routing_version, starting at 0, and keeps the resourceVersion'
   t.teardown(() => { db.close() })
   applyMigrations(db, { target: 2 })
   db.prepare('UPDATE store_state SET resource_version = 41').run()
-  t.same(applyMigrations(db), ['0003-routing-version.sql'])
+  t.same(applyMigrations(db, { target: 3 }), ['0003-routing-version.sql'])
   t.same(db.prepare('SELECT resource_version, routing_version FROM store_state').get(), { resource_version: 41, routing_version: 0 })
 })
 
