@@ -121,3 +121,45 @@ t.test('Retry-After from an upstream is passed to the client, never waited on', 
   t.equal(busy.seen.length, 1, 'a 503 answer is not retried')
   t.ok(Date.now() - started < 2000)
 })
+
+t.test('a truncated upstream response is never passed off as complete', async t => {
+  const gw = await startTestGateway(t)
+  // Promises 100 bytes, sends 10, then closes.
+  const liar = createNetServer(sock => {
+    sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\nContent-Type: text/plain\r\n\r\n0123456789'))
+    sock.on('error', () => {})
+  })
+  await new Promise<void>(resolve => liar.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { liar.close() })
+  const chunked = createNetServer(sock => {
+    sock.once('data', () => sock.end('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n'))
+    sock.on('error', () => {})
+  })
+  await new Promise<void>(resolve => chunked.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => { chunked.close() })
+  await apply(gw, [
+    ...service('liar', ['127.0.0.1'], (liar.address() as AddressInfo).port), ingress('liar', 'liar.example.com', 'liar'),
+    ...service('chunky', ['127.0.0.1'], (chunked.address() as AddressInfo).port), ingress('chunky', 'chunky.example.com', 'chunky')
+  ])
+  for (const host of ['liar.example.com', 'chunky.example.com']) {
+    let completed = false
+    try {
+      const res = await request(`${gw.http}/`, { headers: { host } })
+      await res.body.text()
+      completed = true
+    } catch (err) {
+      t.pass(`${host}: the client sees the response fail (${(err as Error).message})`)
+    }
+    t.notOk(completed, `${host}: the client never gets it as a complete response`)
+  }
+})
+
+t.test('the admin API answers no request that arrives on the data ports', async t => {
+  const gw = await startTestGateway(t)
+  for (const path of ['/apis/networking.k8s.io/v1/ingresses', '/api/v1/secrets', '/apply', '/metrics', '/audit', '/docs/']) {
+    const res = await request(`${gw.http}${path}`, { method: path === '/apply' ? 'POST' : 'GET', headers: { host: 'anything.example.com' }, body: path === '/apply' ? '[]' : undefined })
+    const text = await res.body.text()
+    t.equal(res.statusCode, 404, `${path} on the HTTP port is just an unrouted request`)
+    t.match(text, 'INGRESSD_ERR_NO_ROUTE')
+  }
+})
