@@ -15,8 +15,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/config.js'
-import { buildAdminApp } from './admin/app.js'
-import { formatAddress, startDataPlane } from './main.js'
+import { buildConfiguredAdmin, formatAddress, logServing, startDataPlane } from './main.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
@@ -143,13 +142,10 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
   try {
     for (let i = 0; i < config.workers; i++) fork(i)
     await allReady
-    const admin = await buildAdminApp({
+    const admin = await buildConfiguredAdmin(config, {
       store,
       feed,
-      logger: logger.child({ component: 'admin' }),
-      adminToken: config.adminToken,
-      allowedHosts: config.adminAllowedHosts,
-      bodyLimit: config.adminBodyLimit,
+      logger,
       // The workers' data-plane metrics, summed (or min/max where a sum means nothing).
       metrics: { registry: { contentType: aggregator.contentType, metrics: async () => await aggregator.clusterMetrics() } },
       readiness: {
@@ -168,7 +164,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     const http = addresses?.http as AddressInfo
     const https = addresses?.https as AddressInfo
     const pids = [...slots.values()].sort((a, b) => a.index - b.index).map(s => s.pid)
-    logger.info({ admin: formatAddress(adminAddress), http: formatAddress(http), https: formatAddress(https), workers: pids, db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${formatAddress(adminAddress)}, http ${formatAddress(http)}, https ${formatAddress(https)}, ${pids.length} data-plane workers`)
+    logServing(logger, config, store, { admin: adminAddress, http, https }, pids)
     return {
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let every worker finish what it serves, then the store.

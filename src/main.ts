@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { pino, type Logger } from 'pino'
 import type { Config, ListenAddress } from './config/config.js'
-import { buildAdminApp } from './admin/app.js'
+import { buildAdminApp, type AdminOptions } from './admin/app.js'
 import { GatewayMetrics } from './metrics.js'
 import { buildDataPlaneApp, closeGracefully } from './dataplane/server.js'
 import { Reloader } from './dataplane/reloader.js'
@@ -37,6 +37,36 @@ export interface Gateway {
  */
 export function createLogger (level: Config['logLevel']): Logger {
   return pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: false }))
+}
+
+/** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
+export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness'> & { logger: Logger }): Promise<FastifyInstance> {
+  return await buildAdminApp({
+    store: deps.store,
+    feed: deps.feed,
+    logger: deps.logger.child({ component: 'admin' }),
+    adminToken: config.adminToken,
+    allowedHosts: config.adminAllowedHosts,
+    bodyLimit: config.adminBodyLimit,
+    metrics: deps.metrics,
+    readiness: deps.readiness
+  })
+}
+
+/** The one start-up line that names every address served (tests and tools read it). */
+export function logServing (logger: Logger, config: Readonly<Config>, store: ObjectStore, addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }, workers?: number[]): void {
+  const admin = formatAddress(addresses.admin)
+  const http = formatAddress(addresses.http)
+  const https = formatAddress(addresses.https)
+  logger.info({
+    admin,
+    http,
+    https,
+    ...(workers === undefined ? {} : { workers }),
+    db: config.db,
+    auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token',
+    resourceVersion: store.resourceVersion()
+  }, `ingressd serving: admin http://${admin}, http ${http}, https ${https}${workers === undefined ? '' : `, ${workers.length} data-plane workers`}`)
 }
 
 /** The address to publish in ingress status: configured, else the HTTP listener's, else this machine's first external IPv4. */
@@ -153,18 +183,9 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
   const httpsAddress = plane.addresses.https
   let admin: FastifyInstance | undefined
   try {
-    admin = await buildAdminApp({
-      store,
-      feed,
-      logger: logger.child({ component: 'admin' }),
-      adminToken: config.adminToken,
-      allowedHosts: config.adminAllowedHosts,
-      bodyLimit: config.adminBodyLimit,
-      metrics,
-      readiness: { ready: () => reloader.ready, detail: () => ({ generation: reloader.generation }) }
-    })
+    admin = await buildConfiguredAdmin(config, { store, feed, logger, metrics, readiness: { ready: () => reloader.ready, detail: () => ({ generation: reloader.generation }) } })
     const adminAddress = await listen(admin, config.adminAddr)
-    logger.info({ admin: formatAddress(adminAddress), http: formatAddress(httpAddress), https: formatAddress(httpsAddress), db: config.db, auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token', resourceVersion: store.resourceVersion() }, `ingressd serving: admin http://${formatAddress(adminAddress)}, http ${formatAddress(httpAddress)}, https ${formatAddress(httpsAddress)}`)
+    logServing(logger, config, store, { admin: adminAddress, http: httpAddress, https: httpsAddress })
     const adminApp = admin
     return {
       addresses: { admin: adminAddress, http: httpAddress, https: httpsAddress },
