@@ -11,6 +11,8 @@
  */
 import { execFileSync } from 'node:child_process'
 import { connect, type Socket } from 'node:net'
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import t from 'tap'
 import { Pool, request } from 'undici'
 import { startTestGateway } from '../helpers/gateway.js'
@@ -25,6 +27,13 @@ const LOAD_CONNECTIONS = 16
 const MAX_EXTRA_INGRESSES = 200
 const MAX_EXTRA_ENDPOINTS = 50
 const MB = 1024 * 1024
+
+// A full collection before each sample, so the curve shows what is retained rather than where the
+// sample fell in the GC saw-tooth (whose peaks drift with the machine's speed: on a faster CI
+// machine the young garbage of the load pushed unforced samples from 100 to 300 MB with no leak
+// behind it). --expose-gc set at run time makes `gc` visible to contexts made after it.
+setFlagsFromString('--expose-gc')
+const collect = runInNewContext('gc') as (opts?: { type: 'major', execution: 'sync' }) => void
 
 function ingress (name: string, host: string, service: string, path = '/'): Record<string, any> {
   return {
@@ -218,6 +227,7 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
   const soakStart = Date.now()
   while (Date.now() - soakStart < SOAK_SECONDS * 1000) {
     await new Promise(resolve => setTimeout(resolve, Math.min(SAMPLE_MS, SOAK_SECONDS * 1000 - (Date.now() - soakStart))))
+    collect()
     const mem = process.memoryUsage()
     const text = await scrape()
     samples.push({
@@ -272,14 +282,12 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
   t.equal(cleanCloses, toClose.length, 'every idle socket closed cleanly at the end')
   t.equal(openAfter, 0, 'the data plane saw every connection go')
 
-  // Flat memory: compare the floors (lowest sample) of the first and last thirds. Without
-  // --expose-gc a sample lands anywhere in the GC saw-tooth, whose peaks swing by 100 MB here;
-  // medians of thirds failed on that swing in two 75 s runs although the heap kept returning
-  // to ~95 MB. The floor is what survives collection, and that is what a leak raises.
-  // Bound: last <= 1.25 x first + 10 MB. Generous for GC noise and the up to 200 extra ingresses
-  // the churn keeps compiled, but a real leak breaks it: between the middles of the two thirds the
-  // load makes about two thirds of its requests (tens of thousands at least), so a leak of a
-  // few KB per request is well over the allowance; the comment below prints the exact
+  // Flat memory: compare the floors (lowest sample) of the first and last thirds, each sample taken
+  // just after a forced full collection, so it is what the process retains.
+  // Bound: last <= 1.25 x first + 10 MB. Generous for the up to 200 extra ingresses the churn
+  // keeps compiled, but a real leak breaks it: between the middles of the two thirds the load
+  // makes about two thirds of its requests (tens of thousands at least), so a leak of a few
+  // hundred bytes per request is over the allowance; the comment below prints the exact
   // per-request figure this run could detect.
   const third = Math.max(1, Math.floor(samples.length / 3))
   const first = samples.slice(0, third)
