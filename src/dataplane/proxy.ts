@@ -10,7 +10,7 @@
 import { connect, type Socket } from 'node:net'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PassThrough, finished, type Readable } from 'node:stream'
-import { Agent } from 'undici'
+import { Agent, type Dispatcher } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { ERROR_CODES, type ErrorCode } from '../errors.js'
 import type { Config } from '../config/config.js'
@@ -125,10 +125,94 @@ function origin (u: Upstream): string {
   return u.host.includes(':') ? `http://[${u.host}]:${u.port}` : `http://${u.host}:${u.port}`
 }
 
-/** Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown. */
-export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions, metrics?: GatewayMetrics) {
+/** The error an attempt is aborted with: named as AbortController's are, which the error mapping reads as a timeout. */
+function abortError (message: string): Error {
+  return Object.assign(new Error(message), { name: 'AbortError' })
+}
+
+/** What the proxy decided about one request, for the access log and metrics. */
+export interface RequestInfo {
+  route?: import('./route-table.js').Route
+  upstream?: Upstream
+  upstreamError?: ErrorCode
+  upstreamMs?: number
+  /** Body bytes relayed to the client (a proxied response). */
+  bytes?: number
+}
+
+/**
+ * One upstream attempt, as an undici dispatch handler that writes the response straight to the
+ * client's ServerResponse: status and headers when they arrive, each chunk as it comes, with
+ * backpressure (the upstream read pauses while the client's socket is full). No Readable and no
+ * pipe sit between the two, which is most of what a proxied request used to cost beyond undici
+ * and Node's HTTP stack. `started` resolves once the client's response has begun, or rejects when
+ * the attempt failed before that, while another endpoint can still be tried or an error page sent.
+ */
+class UpstreamAttempt implements Dispatcher.DispatchHandler {
+  readonly started: Promise<void>
+  private resolveStarted!: () => void
+  private rejectStarted!: (err: Error) => void
+  private controller: Dispatcher.DispatchController | undefined
+  private abortReason: Error | undefined
+  private responding = false
+
+  constructor (private readonly res: ServerResponse, private readonly requestId: string, private readonly info: RequestInfo, private readonly extraHeaders: Readonly<Record<string, string>> | undefined, private readonly onStart: () => void) {
+    this.started = new Promise((resolve, reject) => {
+      this.resolveStarted = resolve
+      this.rejectStarted = reject
+    })
+  }
+
+  abort (reason: Error): void {
+    if (this.controller === undefined) this.abortReason ??= reason
+    else this.controller.abort(reason)
+  }
+
+  onRequestStart (controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.abortReason !== undefined) controller.abort(this.abortReason)
+  }
+
+  onResponseStart (_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    // 1xx interim responses (103 Early Hints) stay between the gateway and the upstream.
+    if (statusCode < 200) return
+    // A header Node refuses to write throws here; undici then fails the attempt, answered 502.
+    const out = clientResponseHeaders(headers, this.requestId)
+    if (this.extraHeaders !== undefined) Object.assign(out, this.extraHeaders)
+    this.res.writeHead(statusCode, out)
+    this.responding = true
+    this.info.bytes = 0
+    this.onStart()
+    this.resolveStarted()
+  }
+
+  onResponseData (controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.info.bytes = (this.info.bytes ?? 0) + chunk.length
+    if (!this.res.write(chunk)) {
+      controller.pause()
+      this.res.once('drain', () => controller.resume())
+    }
+  }
+
+  onResponseEnd (): void {
+    this.res.end()
+  }
+
+  onResponseError (_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    // Once the response has begun, a failure can only cut it: the client must not take a
+    // truncated body for a complete one.
+    if (this.responding) this.res.destroy()
+    else this.rejectStarted(err)
+  }
+}
+
+/**
+ * Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown.
+ * `responseHeaders` are set on every proxied response, over the upstream's (HSTS on HTTPS).
+ */
+export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions, metrics?: GatewayMetrics, responseHeaders?: Readonly<Record<string, string>>) {
   const trusted = trustedProxyList(settings.trustedProxies)
-  const redirectToHttps = proto === 'http' && httpsRedirect !== undefined ? createHttpsRedirect(trusted, httpsRedirect) : undefined
+  const redirectToHttps = proto === 'http' && httpsRedirect !== undefined ? createHttpsRedirect(httpsRedirect) : undefined
   const rrCounters = new Map<string, number>()
   const tunnels = new Set<{ client: Socket, upstream: Socket, websocket: boolean }>()
   // One undici Agent (a keep-alive pool per upstream origin) per connect timeout; pools outlive
@@ -167,6 +251,18 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     return fallback
   }
 
+  // Whether a connection's peer is a trusted proxy: decided once per connection, not per request.
+  const trustedPeers = new WeakMap<object, boolean>()
+  const peerTrusted = (req: IncomingMessage): boolean => {
+    if (settings.trustedProxies.length === 0) return false
+    let known = trustedPeers.get(req.socket)
+    if (known === undefined) {
+      known = isTrusted(trusted, req.socket.remoteAddress ?? '')
+      trustedPeers.set(req.socket, known)
+    }
+    return known
+  }
+
   const facts = (req: IncomingMessage, host: string, requestId: string): ConnectionFacts => ({
     peer: req.socket.remoteAddress ?? '',
     proto,
@@ -175,8 +271,11 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     requestId
   })
 
-  /** Resolves a request to its route and upstream, or the error to answer with. */
-  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode } | { match: RouteMatch, upstream: Upstream, path: string } => {
+  /**
+   * Resolves a request to its route and upstream, or the error to answer with. A route whose
+   * backend has no endpoints comes back with its error and its match (it may still redirect).
+   */
+  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode, match?: RouteMatch, host?: string } | { match: RouteMatch, upstream: Upstream, path: string, host: string } => {
     const host = normalizeHost(requestHost(req.headers))
     if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
     const q = url.indexOf('?')
@@ -185,11 +284,11 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const match = tables.current.find(host, path)
     if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE' }
     const backend = match.route.backend
-    if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS' }
+    if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS', match, host }
     const target = match.route.settings.rewriteTarget
     const query = q === -1 ? '' : url.slice(q)
     const upstreamPath = target === undefined ? path + query : rewriteUri(target, match, path, query)
-    return { match, upstream: pick(backend) as Upstream, path: upstreamPath }
+    return { match, upstream: pick(backend) as Upstream, path: upstreamPath, host }
   }
 
   const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
@@ -206,9 +305,11 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const requestId = request.id
     const checked = checkRequest(req, settings)
     if ('code' in checked) return sendError(reply, checked.code, requestId)
-    const redirect = redirectToHttps?.(req, tables.current)
-    if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
     const resolved = resolve(req, checked.target)
+    if (redirectToHttps !== undefined && resolved.match !== undefined) {
+      const redirect = redirectToHttps(req, resolved.match.route, resolved.host as string, peerTrusted(req))
+      if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
+    }
     if ('code' in resolved) {
       // The built-in default backend answers its health path, as ingress-nginx's does.
       if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
@@ -217,10 +318,11 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const { match, upstream } = resolved
     const s = match.route.settings
     reply.ingressd = { route: match.route, upstream }
-    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
+    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), peerTrusted(req))
     const hasBody = requestHasBody(req)
     let body: Readable | null = null
-    const abort = new AbortController()
+    // Aborts the upstream attempt in flight (set below, once there is one to abort).
+    let abortUpstream: (reason: Error) => void = () => {}
     // proxy-body-size (0, or the annotation's "0" as Infinity: no limit), checked on Content-Length
     // before the upstream is contacted, then on the bytes of a streamed body as they pass.
     const bodyLimit = s.bodySizeLimit ?? settings.proxyBodySize
@@ -236,7 +338,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       // proxy-send-timeout: the longest pause between two chunks of the client's body.
       const sendTimeout = s.sendTimeoutMs ?? settings.proxySendTimeoutMs
       const relay = new PassThrough()
-      let timer = setTimeout(() => abort.abort(), sendTimeout)
+      let timer = setTimeout(() => abortUpstream(abortError('proxy-send-timeout: the client paused its body')), sendTimeout)
       // Observe the source, which pipe() already reads: a 'data' listener on the relay would drain it.
       let received = 0
       req.on('data', (chunk: Buffer) => {
@@ -246,7 +348,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
           // Stop relaying and abort the upstream request: no byte beyond the limit goes upstream.
           tooLarge = true
           req.unpipe(relay)
-          abort.abort()
+          abortUpstream(abortError('the body passed proxy-body-size'))
         }
       })
       relay.on('end', () => clearTimeout(timer))
@@ -262,9 +364,18 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       body = relay
     }
     const res: ServerResponse = reply.raw
-    const onClose = (): void => { if (!res.writableFinished) abort.abort() }
+    // The attempt in flight, for the client's close and the send timeout to abort.
+    let attempt: UpstreamAttempt | undefined
+    let abortReason: Error | undefined
+    abortUpstream = (reason: Error): void => {
+      abortReason ??= reason
+      attempt?.abort(reason)
+    }
+    const onClose = (): void => { if (!res.writableFinished) abortUpstream(abortError('the client closed the connection')) }
     res.once('close', onClose)
     const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
+    const agent = agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs)
+    const info = reply.ingressd
     // Tries across endpoints (ingress-nginx's proxy_next_upstream): only a request without a
     // body can be sent again, and only when that cannot do harm: an idempotent one after a
     // connection failure, reset or connect timeout; any other only when the connection was
@@ -274,39 +385,43 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const tried = new Set<Upstream>([upstream])
     let target = upstream
     const sentAt = performance.now()
-    for (let attempt = 1; ; attempt++) {
+    for (let attempt1 = 1; ; attempt1++) {
       try {
-        const upstreamRes = await agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs).request({
+        attempt = new UpstreamAttempt(res, requestId, info, responseHeaders, () => {
+          // The response has started: from here on the attempt writes to the client itself.
+          reply.hijack()
+          const upstreamMs = performance.now() - sentAt
+          info.upstreamMs = upstreamMs
+          metrics?.upstreamDuration.observe(upstreamMs / 1000)
+        })
+        if (abortReason !== undefined) attempt.abort(abortReason)
+        agent.dispatch({
           origin: origin(target),
           path: resolved.path,
           method: req.method as 'GET',
           headers,
           body,
           headersTimeout: readTimeout,
-          bodyTimeout: readTimeout,
-          signal: abort.signal
-        })
+          bodyTimeout: readTimeout
+        }, attempt)
+        await attempt.started
         health.recordSuccess(target)
-        const upstreamMs = performance.now() - sentAt
-        reply.ingressd.upstreamMs = upstreamMs
-        metrics?.upstreamDuration.observe(upstreamMs / 1000)
-        upstreamRes.body.on('error', () => {})
-        return reply.code(upstreamRes.statusCode).headers(clientResponseHeaders(upstreamRes.headers, requestId)).send(upstreamRes.body)
+        return reply
       } catch (err) {
         const code = upstreamErrorCode(err)
         const clientGone = res.destroyed || req.socket.destroyed
         if (!clientGone && !tooLarge) health.recordFailure(target)
-        reply.ingressd.upstreamError = code
-        reply.ingressd.upstreamMs = performance.now() - sentAt
+        info.upstreamError = code
+        info.upstreamMs = performance.now() - sentAt
         metrics?.upstreamErrors.inc({ kind: code })
-        request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt }, 'upstream request failed')
+        request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt: attempt1 }, 'upstream request failed')
         const neverConnected = NEVER_CONNECTED.has(String((err as { code?: unknown }).code ?? ''))
         const retriable = neverConnected || (idempotent && (code === 'INGRESSD_ERR_UPSTREAM_UNREACHABLE' || code === 'INGRESSD_ERR_UPSTREAM_RESET'))
-        const next = attempt < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
+        const next = attempt1 < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
         if (next !== undefined) {
           tried.add(next)
           target = next
-          reply.ingressd.upstream = next
+          info.upstream = next
           continue
         }
         if (tooLarge && !res.headersSent && !res.destroyed) return sendTooLarge()
@@ -332,7 +447,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       socket.end(rawErrorResponse(resolved.code, requestId))
       return
     }
-    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), isTrusted(trusted, req.socket.remoteAddress ?? ''))
+    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), peerTrusted(req))
     headers.connection = 'upgrade'
     if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade
     const connectTimeout = resolved.match.route.settings.connectTimeoutMs ?? settings.proxyConnectTimeoutMs
@@ -397,6 +512,6 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
 declare module 'fastify' {
   interface FastifyReply {
     /** What the proxy decided, for the access log. */
-    ingressd: { route?: import('./route-table.js').Route, upstream?: Upstream, upstreamError?: ErrorCode, upstreamMs?: number }
+    ingressd: RequestInfo
   }
 }

@@ -9,10 +9,11 @@ import type { Logger } from 'pino'
 import { statusClass, type GatewayMetrics } from '../metrics.js'
 import type { Config } from '../config/config.js'
 import { acceptableRequestId } from './forwarded.js'
-import { createProxy, errorBody, newRequestId, type TableSource } from './proxy.js'
+import { createProxy, errorBody, newRequestId, type RequestInfo, type TableSource } from './proxy.js'
 import { httpsFastifyOptions, prepareHttpsServer, type DataPlaneTls } from './https.js'
 import type { HttpsRedirectOptions } from './ssl-redirect.js'
-import { requestHost } from './http2-compat.js'
+import { createAccessLog } from './access-log.js'
+import type { Route } from './route-table.js'
 
 export interface DataPlaneOptions {
   tables: TableSource
@@ -28,7 +29,9 @@ export interface DataPlaneOptions {
 
 /** Builds the HTTP data-plane app (not listening). */
 export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<FastifyInstance> {
-  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect, opts.metrics)
+  // HSTS on proxied responses is set by the proxy itself (they bypass Fastify's onSend); https.ts sets it on the gateway's own answers.
+  const hsts = opts.tls?.hsts
+  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect, opts.metrics, hsts === undefined ? undefined : { 'strict-transport-security': hsts })
   const app = Fastify({
     loggerInstance: opts.logger,
     // The access log below writes one line per request; Fastify's two are off.
@@ -57,8 +60,8 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, payload, done) => { done(null, payload) })
 
+  // Set by the proxy once it knows the route; null for a request answered before that.
   app.decorateReply('ingressd', null as never)
-  app.addHook('onRequest', async (_req, reply) => { reply.ingressd = {} })
   const metrics = opts.metrics
   if (metrics !== undefined) {
     app.server.on('connection', (socket: Socket) => {
@@ -66,27 +69,19 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
       socket.once('close', () => metrics.activeConnections.dec({ listener: opts.proto }))
     })
   }
+  const accessLog = createAccessLog(opts.logger)
   // One access-log line per request, and its metrics. Authorization and cookies are never logged.
-  app.addHook('onResponse', async (req, reply) => {
-    const info = reply.ingressd
+  // A callback hook rather than an async one: no promise per request.
+  app.addHook('onResponse', (req, reply, done) => {
+    const info = reply.ingressd as RequestInfo | null
     if (metrics !== undefined) {
       const statusLabel = statusClass(reply.statusCode)
       const route = info?.route
-      metrics.requests.inc({ ingress: route === undefined ? '' : `${route.ingress.namespace}/${route.ingress.name}`, host: route?.host ?? '', service: route === undefined ? '' : `${route.backend.namespace}/${route.backend.service}`, status_class: statusLabel })
+      metrics.countRequest(`${route === undefined ? '' : routeKey(route)} ${statusLabel}`, () => ({ ingress: route === undefined ? '' : `${route.ingress.namespace}/${route.ingress.name}`, host: route?.host ?? '', service: route === undefined ? '' : `${route.backend.namespace}/${route.backend.service}`, status_class: statusLabel }))
       metrics.requestDuration.observe({ status_class: statusLabel }, reply.elapsedTime / 1000)
     }
-    req.log.info({
-      client: req.socket.remoteAddress,
-      host: requestHost(req.headers),
-      method: req.method,
-      path: req.url,
-      status: reply.statusCode,
-      bytes: Number(reply.getHeader('content-length') ?? 0) || undefined,
-      upstream: info?.upstream === undefined ? undefined : `${info.upstream.host}:${info.upstream.port}`,
-      ingress: info?.route === undefined ? undefined : `${info.route.ingress.namespace}/${info.route.ingress.name}`,
-      upstreamMs: info?.upstreamMs === undefined ? undefined : Math.round(info.upstreamMs * 100) / 100,
-      ms: Math.round(reply.elapsedTime * 100) / 100
-    }, 'access')
+    accessLog(req, reply, info)
+    done()
   })
 
   app.all('*', proxy.handle)
@@ -100,6 +95,17 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   app.addHook('onClose', async () => { await proxy.close() })
   shutdowns.set(app, { proxy, tracker: new ConnectionTracker(app.server as unknown as NetServer, opts.tls !== undefined) })
   return app
+}
+
+/** A route's metrics key (ingress, host, service), built once per compiled route. */
+const routeKeys = new WeakMap<Route, string>()
+function routeKey (route: Route): string {
+  let key = routeKeys.get(route)
+  if (key === undefined) {
+    key = `${route.ingress.namespace}/${route.ingress.name} ${route.host} ${route.backend.namespace}/${route.backend.service}`
+    routeKeys.set(route, key)
+  }
+  return key
 }
 
 /**

@@ -6,12 +6,9 @@
  * already came over HTTPS and is not redirected.
  */
 import type { IncomingMessage } from 'node:http'
-import type { BlockList } from 'node:net'
 import type { FastifyReply } from 'fastify'
-import { isTrusted } from './forwarded.js'
 import { normalizeHost } from './host.js'
-import { requestHost } from './http2-compat.js'
-import type { Route, RouteTable } from './route-table.js'
+import type { Route } from './route-table.js'
 
 /** Where redirects point. */
 export interface HttpsRedirectOptions {
@@ -71,30 +68,25 @@ function originForm (url: string): string {
 }
 
 /**
- * Builds the redirect check of the plain-HTTP listener: given a request and the current route
- * table, the redirect to send, or undefined to proxy.
+ * Builds the redirect check of the plain-HTTP listener: given a request, the route it matched
+ * (the proxy has looked it up already), its normalized host and whether its peer is a trusted
+ * proxy, the redirect to send, or undefined to proxy.
  */
-export function createHttpsRedirect (trusted: BlockList, options: HttpsRedirectOptions): (req: IncomingMessage, table: RouteTable) => HttpsRedirect | undefined {
-  return (req, table) => {
+export function createHttpsRedirect (options: HttpsRedirectOptions): (req: IncomingMessage, route: Route | undefined, host: string, fromProxy: boolean) => HttpsRedirect | undefined {
+  return (req, route, host, fromProxy) => {
+    if (route === undefined || (!route.tls && !route.settings.forceSslRedirect)) return undefined
     const httpsPort = options.port()
     if (httpsPort === undefined) return undefined
-    const host = normalizeHost(requestHost(req.headers))
-    if (host === undefined) return undefined
-    const url = req.url ?? '/'
-    const q = url.indexOf('?')
-    const route = table.find(host, q === -1 ? url : url.slice(0, q))?.route
-    if (route === undefined || (!route.tls && !route.settings.forceSslRedirect)) return undefined
-    const fromProxy = isTrusted(trusted, req.socket.remoteAddress ?? '')
     const scheme = (fromProxy ? firstValue(req.headers['x-forwarded-proto']) : undefined) ?? 'http'
     const forwardedHost = fromProxy ? normalizeHost(firstValue(req.headers['x-forwarded-host'])) : undefined
-    const location = sslRedirectLocation({ route, scheme, host: forwardedHost ?? host, target: originForm(url), httpsPort })
+    const location = sslRedirectLocation({ route, scheme, host: forwardedHost ?? host, target: originForm(req.url ?? '/'), httpsPort })
     return location === undefined ? undefined : { location, route }
   }
 }
 
 /** Answers with the redirect: 308 keeps the method and body, as ingress-nginx's default http-redirect-code. */
 export function sendHttpsRedirect (reply: FastifyReply, redirect: HttpsRedirect, requestId: string): FastifyReply {
-  reply.ingressd.route = redirect.route
+  reply.ingressd = { route: redirect.route }
   return reply.code(308)
     .header('location', redirect.location)
     .header('content-type', 'text/plain; charset=utf-8')
