@@ -1,14 +1,16 @@
 /**
  * `npm run bench`: ingressd side by side with nginx (and a minimal Fastify proxy), in one run.
  * See bench/README.md. Options: --duration 5 (seconds per load run), --rounds 3,
- * --only proxy,scale,admin,live,compile, --json FILE.
+ * --only compile,certs,admin,live,proxy,https,websocket,scale,workers,memory, --json FILE.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
+import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { connect as tlsConnect } from 'node:tls'
 import { parseArgs } from 'node:util'
 import { request } from 'undici'
+import ts from 'typescript'
 import { WebSocket } from 'ws'
 import { compileRouteTable } from '../src/dataplane/compile.js'
 import { CertificateCompiler } from '../src/dataplane/compile-certificates.js'
@@ -22,7 +24,7 @@ const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,websocket,scale' },
+    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,websocket,scale,workers,memory' },
     json: { type: 'string' },
     connections: { type: 'string', default: '64' }
   }
@@ -40,10 +42,15 @@ const HAS_TASKSET = hasCommand('taskset')
 const HAS_WRK = hasCommand('wrk')
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(p => existsSync(p))
 
-/** Runs a command pinned to `core` (when taskset exists) and resolves once stdout matches `ready`. */
-function start (cmd: string, args: string[], env: Record<string, string>, ready: RegExp, core: number): Promise<{ child: ChildProcess, match: RegExpExecArray }> {
-  const [bin, argv] = HAS_TASKSET ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]
-  const child = spawn(bin, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+/** `cmd args` pinned to `core` with taskset (when it exists); with `core` null, left to the scheduler on every core. */
+function pinned (cmd: string, args: string[], core: number | null): [string, string[]] {
+  return HAS_TASKSET && core !== null ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]
+}
+
+/** Runs a command pinned to `core` (null: not pinned) and resolves once stdout matches `ready`. */
+function start (cmd: string, args: string[], env: Record<string, string>, ready: RegExp, core: number | null, cwd?: string): Promise<{ child: ChildProcess, match: RegExpExecArray }> {
+  const [bin, argv] = pinned(cmd, args, core)
+  const child = spawn(bin, argv, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd })
   children.push(child)
   return new Promise((resolve, reject) => {
     let out = ''
@@ -64,39 +71,84 @@ function start (cmd: string, args: string[], env: Record<string, string>, ready:
   })
 }
 
+/** The fields of /proc/<pid>/stat after the command name: [0] state, [1] ppid, [11] utime, [12] stime, [19] starttime. */
+function statFields (pid: number | string): string[] {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(') ') + 2).split(' ')
+}
+
+/** `pid` and every descendant (a cluster primary and its workers, an nginx master and its workers), from the ppids in /proc/<pid>/stat. */
+function processTree (pid: number): number[] {
+  const childrenOf = new Map<number, number[]>()
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue
+    let ppid: number
+    try { ppid = Number(statFields(entry)[1]) } catch { continue } // exited meanwhile
+    childrenOf.set(ppid, [...(childrenOf.get(ppid) ?? []), Number(entry)])
+  }
+  const tree = [pid]
+  for (let i = 0; i < tree.length; i++) tree.push(...(childrenOf.get(tree[i] as number) ?? []))
+  return tree
+}
+
+/** SIGKILLs the processes of `processTree(pid)` that are still the same processes (same start time) when called. */
+function treeKiller (pid: number): () => void {
+  const tree = processTree(pid).map(p => { try { return { p, since: statFields(p)[19] } } catch { return undefined } })
+  return () => {
+    for (const proc of tree.reverse()) {
+      if (proc === undefined) continue
+      try { if (statFields(proc.p)[19] === proc.since) process.kill(proc.p, 'SIGKILL') } catch { /* gone */ }
+    }
+  }
+}
+
 function stop (child: ChildProcess): Promise<void> {
   return new Promise(resolve => {
-    if (child.exitCode !== null) return resolve()
+    if (child.exitCode !== null || child.pid === undefined) return resolve()
+    // A cluster primary or an nginx master stops its workers first; none may outlive it anyway.
+    const killLeftovers = treeKiller(child.pid)
     child.removeAllListeners('exit')
-    child.once('exit', () => resolve())
+    child.once('exit', () => { killLeftovers(); resolve() })
     child.kill('SIGTERM')
     setTimeout(() => child.kill('SIGKILL'), 3000).unref()
   })
 }
 
-/** CPU ticks (user+system) of a process and its resident memory high-water mark. */
-function procStats (pid: number): { ticks: number, hwmKb: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
-  return { ticks: Number(stat[11]) + Number(stat[12]), hwmKb: Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0) }
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0)
+
+/** CPU ticks (user+system) of each process, and their resident memory and its high-water mark (VmRSS, VmHWM), summed. */
+function procStats (pids: number[]): { ticks: number[], rssKb: number, hwmKb: number } {
+  const status = pids.map(pid => readFileSync(`/proc/${pid}/status`, 'utf8'))
+  const field = (name: string): number => sum(status.map(s => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(s)?.[1] ?? 0)))
+  return { ticks: pids.map(pid => { const stat = statFields(pid); return Number(stat[11]) + Number(stat[12]) }), rssKb: field('VmRSS'), hwmKb: field('VmHWM') }
 }
 const TICKS_PER_S = 100
 
-interface LoadResult { rps: number, p50: number, p99: number, cpuUsPerReq: number, peakMb: number, errors: number }
+/** cpuShares: each measured process's share of the CPU the run took; peakMb, rssMb: VmHWM and VmRSS after the run, summed over the processes. */
+interface LoadResult { rps: number, p50: number, p99: number, cpuUsPerReq: number, cpuShares: number[], peakMb: number, rssMb: number, errors: number }
+
+interface LoadOptions {
+  duration?: number
+  /** More wrk arguments, before the URL. */
+  extra?: string[]
+  /** A wrk Lua script and its arguments (given after the URL and `--`). */
+  script?: { file: string, args: string[] }
+}
 
 function ms (value: string, unit: string): number {
   const n = Number(value)
   return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n
 }
 
-/** Drives `url` with wrk (64 keep-alive connections) and measures the target process. */
-async function load (url: string, host: string, pid: number, duration = DURATION, extra: string[] = []): Promise<LoadResult> {
+/** Drives `url` with wrk (64 keep-alive connections, pinned to core 0) and measures the target processes (CPU summed over them). */
+async function load (url: string, host: string, pids: number[], { duration = DURATION, extra = [], script }: LoadOptions = {}): Promise<LoadResult> {
   if (!HAS_WRK) throw new Error('wrk is not installed: apt-get install wrk')
-  const before = procStats(pid)
-  const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', '-H', `Host: ${host}`, ...extra, url]
-  const [bin, argv] = HAS_TASKSET ? ['taskset', ['-c', '0', 'wrk', ...args]] : ['wrk', args]
+  const before = procStats(pids)
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${duration}s`, '--latency', '-H', `Host: ${host}`, ...extra, ...(script === undefined ? [url] : ['-s', script.file, url, '--', ...script.args])]
+  const [bin, argv] = pinned('wrk', args, 0)
   const out = spawnSync(bin, argv, { encoding: 'utf8' }).stdout
-  const after = procStats(pid)
+  const after = procStats(pids)
+  const ticks = after.ticks.map((t, i) => t - (before.ticks[i] ?? 0))
   const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
   const lat = (pct: string): number => { const m = new RegExp(`${pct}%\\s+([\\d.]+)(us|ms|s)`).exec(out); return m === null ? NaN : ms(m[1] as string, m[2] as string) }
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
@@ -105,8 +157,10 @@ async function load (url: string, host: string, pid: number, duration = DURATION
     rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
     p50: lat('50'),
     p99: lat('99'),
-    cpuUsPerReq: total === 0 ? NaN : ((after.ticks - before.ticks) / TICKS_PER_S) * 1e6 / total,
+    cpuUsPerReq: total === 0 ? NaN : (sum(ticks) / TICKS_PER_S) * 1e6 / total,
+    cpuShares: ticks.map(t => t / sum(ticks)),
     peakMb: after.hwmKb / 1024,
+    rssMb: after.rssKb / 1024,
     errors: non2xx + (sockErr === null ? 0 : sockErr.slice(1).reduce((a, b) => a + Number(b), 0))
   }
 }
@@ -115,15 +169,30 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 const pct = (xs: number[], p: number): number => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.ceil(p / 100 * s.length) - 1)] as number }
 const fmt = (n: number, d = 0): string => Number.isFinite(n) ? n.toFixed(d) : '-'
 
+/** The origin's process id, once started: the `workers` scenario reports how busy it is. */
+let originPid: number | undefined
+
 async function startOrigin (): Promise<number> {
-  const { match } = await start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/origin.ts'), '0'], {}, /listening (\d+)/, 0)
+  const { child, match } = await start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/origin.ts'), '0'], {}, /listening (\d+)/, 0)
+  originPid = child.pid
   return Number(match[1])
+}
+
+/** Busy and total time of all cores together, in ticks, from the first line of /proc/stat. */
+function machineTicks (): { busy: number, total: number } {
+  // cpu user nice system idle iowait irq softirq steal
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = sum(f)
+  return { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total }
 }
 
 interface Ingressd { child: ChildProcess, admin: string, http: string, https: string, dir: string }
 
-async function startIngressd (env: Record<string, string> = {}): Promise<Ingressd> {
+/** ingressd as `npm start` runs it, pinned to `core` (null: not pinned), one process unless `env` sets INGRESSD_WORKERS. */
+async function startIngressd (env: Record<string, string> = {}, core: number | null = 1): Promise<Ingressd> {
   const dir = mkdtempSync(join(tmpdir(), 'ingressd-bench-'))
+  // Ready on the start-up line, the same in one process and in a cluster primary (which logs it once
+  // every worker serves, and adds "workers", their pids, after these three addresses).
   const { child, match } = await start(process.execPath, [join(ROOT, 'bin/ingressd.js'), 'serve'], {
     INGRESSD_DB: join(dir, 'db.sqlite'),
     INGRESSD_ADMIN_ADDR: '127.0.0.1:0',
@@ -133,20 +202,27 @@ async function startIngressd (env: Record<string, string> = {}): Promise<Ingress
     // One process, as the comparison rows are (nginx with one worker): a fair per-core figure.
     INGRESSD_WORKERS: '1',
     ...env
-  }, /"admin":"([\d.]+:\d+)","http":"([\d.]+:\d+)","https":"([\d.]+:\d+)"/, 1)
+  }, /"admin":"([\d.]+:\d+)","http":"([\d.]+:\d+)","https":"([\d.]+:\d+)"/, core)
   // Access log lines go to a pipe that is drained, as they would go to a log collector.
   return { child, admin: `http://${match[1] as string}`, http: `http://${match[2] as string}`, https: `http://${match[3] as string}`, dir }
 }
 
-function manifests (n: number, originPort: number, prefix = 'app'): unknown[] {
+/** One Service `origin` and n ingresses `${prefix}-${i}` (host `${prefix}-${i}.example.com`, paths / and /api); the first `tls` of them with spec.tls naming the Secret `${prefix}-${i}-tls` (see `tlsSecrets`). */
+function manifests (n: number, originPort: number, prefix = 'app', tls = 0): unknown[] {
   const out: unknown[] = [
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'origin' }, spec: { ports: [{ port: 80, targetPort: originPort }] } },
     { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'origin' }, subsets: [{ addresses: [{ ip: '127.0.0.1' }], ports: [{ port: originPort }] }] }
   ]
   for (let i = 0; i < n; i++) {
-    out.push({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: `${prefix}-${i}` }, spec: { rules: [{ host: `${prefix}-${i}.example.com`, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }, { path: '/api', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }] } }] } })
+    const host = `${prefix}-${i}.example.com`
+    out.push({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: `${prefix}-${i}` }, spec: { ...(i < tls ? { tls: [{ hosts: [host], secretName: `${prefix}-${i}-tls` }] } : {}), rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }, { path: '/api', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }] } }] } })
   }
   return out
+}
+
+/** TLS Secrets `${prefix}-${i}-tls`, one per certificate of `pool`: those that ingress `${prefix}-${i}` of `manifests(n, port, prefix, pool.length)` names. */
+function tlsSecrets (pool: { cert: string, key: string }[], prefix = 'app'): unknown[] {
+  return pool.map((pem, i) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: `${prefix}-${i}-tls` }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': pem.cert, 'tls.key': pem.key } }))
 }
 
 async function adminCall (base: string, method: string, path: string, body?: unknown): Promise<number> {
@@ -156,16 +232,20 @@ async function adminCall (base: string, method: string, path: string, body?: unk
   return res.statusCode
 }
 
-async function startNginx (originPort: number, certDir?: string): Promise<{ child: ChildProcess, url: string, tlsUrl?: string, dir: string } | undefined> {
+interface Nginx { child: ChildProcess, url: string, tlsUrl: string, dir: string, workerPid: number }
+
+/** nginx configured as the equivalent of ingressd, with `workers` worker processes, pinned to `core` (null: not pinned). */
+async function startNginx (originPort: number, { certDir, workers = 1, core = 1 }: { certDir?: string, workers?: number, core?: number | null } = {}): Promise<Nginx | undefined> {
   if (NGINX === undefined) return undefined
   const dir = mkdtempSync(join(tmpdir(), 'nginx-bench-'))
   const port = 20000 + Math.floor(Math.random() * 20000)
   const tlsPort = port + 1
   const tls = certDir === undefined ? '' : `listen 127.0.0.1:${tlsPort} ssl; ssl_certificate ${certDir}/tls.crt; ssl_certificate_key ${certDir}/tls.key; ssl_protocols TLSv1.2 TLSv1.3;`
   // The equivalent of what ingressd does: host routing, keep-alive upstream pool, forwarded
-  // headers, request ids, an access log.
+  // headers, request ids, an access log. With several workers, a listening socket each
+  // (reuseport): else one worker may accept all of wrk's connections, opened at once.
   writeFileSync(join(dir, 'nginx.conf'), `
-worker_processes 1;
+worker_processes ${workers};
 error_log ${dir}/error.log warn;
 pid ${dir}/nginx.pid;
 events { worker_connections 4096; }
@@ -175,7 +255,7 @@ http {
   upstream origin { server 127.0.0.1:${originPort}; keepalive 64; }
   map $http_upgrade $connection_upgrade { default upgrade; '' ''; }
   server {
-    listen 127.0.0.1:${port} default_server;
+    listen 127.0.0.1:${port} default_server${workers > 1 ? ' reuseport' : ''};
     ${tls}
     server_name app-0.example.com;
     location / {
@@ -195,23 +275,29 @@ http {
   }
 }
 `)
-  const [bin, argv] = HAS_TASKSET ? ['taskset', ['-c', '1', NGINX, '-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']] : [NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;']]
+  const [bin, argv] = pinned(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-g', 'daemon off;'], core)
   const child = spawn(bin, argv, { stdio: 'ignore' })
   children.push(child)
   for (let i = 0; i < 50; i++) {
     try {
       await request(`http://127.0.0.1:${port}/`, { headers: { host: 'app-0.example.com' } }).then(r => r.body.text())
-      // nginx forks its worker: measure the worker, which serves the requests.
-      const workers = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.trim().split('\n').filter(Boolean)
-      return { child: Object.assign(child, { workerPid: Number(workers[0] ?? child.pid) }), url: `http://127.0.0.1:${port}/`, tlsUrl: `https://127.0.0.1:${tlsPort}/`, dir }
+      // nginx forks its workers: with one, measure the worker, which serves the requests.
+      return { child, workerPid: processTree(child.pid as number)[1] ?? child.pid as number, url: `http://127.0.0.1:${port}/`, tlsUrl: `https://127.0.0.1:${tlsPort}/`, dir }
     } catch { await new Promise(resolve => setTimeout(resolve, 100)) }
   }
   throw new Error('nginx did not start')
 }
 
-/** A minimal Fastify + @fastify/http-proxy, the reference row from the performance issue. */
+/**
+ * A minimal Fastify + @fastify/http-proxy, the reference row from the performance issue. Run as
+ * plain JavaScript (transpiled here, evaluated as a module from the repository root, where its
+ * imports resolve), not through tsx, whose loader thread would add some 25 MB to its resident memory.
+ */
 async function startMinimalFastify (originPort: number): Promise<{ child: ChildProcess, url: string }> {
-  const { child, match } = await start(process.execPath, ['--import', 'tsx', join(ROOT, 'bench/minimal-fastify-proxy.ts'), String(originPort)], {}, /listening (\d+)/, 1)
+  const source = readFileSync(join(ROOT, 'bench/minimal-fastify-proxy.ts'), 'utf8')
+  const js = ts.transpileModule(source, { compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText
+  // `node -e CODE -- NAME PORT`: process.argv[2] is the port, as when run from the file.
+  const { child, match } = await start(process.execPath, ['--input-type=module', '-e', js, '--', 'minimal-fastify-proxy', String(originPort)], {}, /listening (\d+)/, 1, ROOT)
   return { child, url: `http://127.0.0.1:${match[1] as string}/` }
 }
 
@@ -229,9 +315,9 @@ async function benchProxy (originPort: number): Promise<void> {
   const minimal = await startMinimalFastify(originPort)
   const runs: Record<string, LoadResult[]> = { nginx: [], ingressd: [], 'fastify + @fastify/http-proxy': [] }
   for (let r = 0; r < ROUNDS; r++) {
-    if (nginx !== undefined) runs.nginx?.push(await load(nginx.url, 'app-0.example.com', (nginx.child as ChildProcess & { workerPid: number }).workerPid))
-    runs.ingressd?.push(await load(`${gw.http}/`, 'app-0.example.com', gw.child.pid as number))
-    runs['fastify + @fastify/http-proxy']?.push(await load(minimal.url, 'app-0.example.com', minimal.child.pid as number))
+    if (nginx !== undefined) runs.nginx?.push(await load(nginx.url, 'app-0.example.com', [nginx.workerPid]))
+    runs.ingressd?.push(await load(`${gw.http}/`, 'app-0.example.com', [gw.child.pid as number]))
+    runs['fastify + @fastify/http-proxy']?.push(await load(minimal.url, 'app-0.example.com', [minimal.child.pid as number]))
   }
   const summary = Object.fromEntries(Object.entries(runs).filter(([, v]) => v.length > 0).map(([k, v]) => [k, {
     rps: median(v.map(x => x.rps)), p50: median(v.map(x => x.p50)), p99: median(v.map(x => x.p99)), cpuUsPerReq: median(v.map(x => x.cpuUsPerReq)), peakMb: Math.max(...v.map(x => x.peakMb)), errors: v.reduce((a, x) => a + x.errors, 0)
@@ -261,7 +347,7 @@ async function benchScale (originPort: number): Promise<void> {
     for (const n of [10, 10_000]) {
       const gw = gws[n] as Ingressd
       // The last ingress: its host is one of n in the table.
-      runs[n]?.push(await load(`${gw.http}/api`, `app-${n - 1}.example.com`, gw.child.pid as number))
+      runs[n]?.push(await load(`${gw.http}/api`, `app-${n - 1}.example.com`, [gw.child.pid as number]))
     }
   }
   for (const n of [10, 10_000]) {
@@ -364,10 +450,10 @@ function benchCompile (): void {
   printTable('Route-table compile (in process, 2 paths per ingress)', ['ingresses', 'first ms', 'median of 7 ms', 'table heap MB'], rows)
 }
 
-/** N certificates for the SNI benchmarks: 1,000 distinct EC certificates, reused cyclically beyond that (one context per Secret either way). */
-async function certificatePool (n: number): Promise<{ cert: string, key: string }[]> {
+/** N certificates for the SNI benchmarks: up to 1,000 distinct self-signed EC certificates, certificate i for `host(i)` (reused cyclically beyond 1,000: one context per Secret either way). */
+async function certificatePool (n: number, host = (i: number) => `tls-${i}.example.com`): Promise<{ cert: string, key: string }[]> {
   const pool: { cert: string, key: string }[] = []
-  for (let i = 0; i < Math.min(n, 1000); i++) pool.push(await generateSelfSigned({ commonName: `tls-${i}.example.com`, dnsNames: [`tls-${i}.example.com`], keyType: 'ec' }))
+  for (let i = 0; i < Math.min(n, 1000); i++) pool.push(await generateSelfSigned({ commonName: host(i), dnsNames: [host(i)], keyType: 'ec' }))
   return pool
 }
 
@@ -415,19 +501,18 @@ async function benchHttps (originPort: number): Promise<void> {
   const certDir = mkdtempSync(join(tmpdir(), 'bench-tls-'))
   writeFileSync(join(certDir, 'tls.crt'), pem.cert)
   writeFileSync(join(certDir, 'tls.key'), pem.key)
-  const nginx = await startNginx(originPort, certDir)
+  const nginx = await startNginx(originPort, { certDir })
   const gw = await startIngressd({ INGRESSD_DEFAULT_CERT: 'default/bench-cert' })
   await adminCall(gw.admin, 'POST', '/apply', [...manifests(10, originPort), { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'bench-cert' }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': pem.cert, 'tls.key': pem.key } }])
   const httpsUrl = gw.https.replace('http://', 'https://') + '/'
   const runs: Record<string, { keep: LoadResult[], fresh: LoadResult[] }> = { nginx: { keep: [], fresh: [] }, ingressd: { keep: [], fresh: [] } }
   for (let r = 0; r < ROUNDS; r++) {
     if (nginx !== undefined) {
-      const pid = (nginx.child as ChildProcess & { workerPid: number }).workerPid
-      runs.nginx?.keep.push(await load(nginx.tlsUrl as string, 'app-0.example.com', pid))
-      runs.nginx?.fresh.push(await load(nginx.tlsUrl as string, 'app-0.example.com', pid, DURATION, ['-H', 'Connection: close']))
+      runs.nginx?.keep.push(await load(nginx.tlsUrl, 'app-0.example.com', [nginx.workerPid]))
+      runs.nginx?.fresh.push(await load(nginx.tlsUrl, 'app-0.example.com', [nginx.workerPid], { extra: ['-H', 'Connection: close'] }))
     }
-    runs.ingressd?.keep.push(await load(httpsUrl, 'app-0.example.com', gw.child.pid as number))
-    runs.ingressd?.fresh.push(await load(httpsUrl, 'app-0.example.com', gw.child.pid as number, DURATION, ['-H', 'Connection: close']))
+    runs.ingressd?.keep.push(await load(httpsUrl, 'app-0.example.com', [gw.child.pid as number]))
+    runs.ingressd?.fresh.push(await load(httpsUrl, 'app-0.example.com', [gw.child.pid as number], { extra: ['-H', 'Connection: close'] }))
   }
   const summary = Object.fromEntries(Object.entries(runs).filter(([, v]) => v.keep.length > 0).map(([k, v]) => [k, {
     rps: median(v.keep.map(x => x.rps)), p99: median(v.keep.map(x => x.p99)), cpuUsPerReq: median(v.keep.map(x => x.cpuUsPerReq)), handshakes: median(v.fresh.map(x => x.rps)), errors: [...v.keep, ...v.fresh].reduce((a, x) => a + x.errors, 0)
@@ -487,8 +572,199 @@ async function benchWebSocket (): Promise<void> {
   if (nginx !== undefined) rmSync(nginx.dir, { recursive: true, force: true })
 }
 
+/** How the `workers` scenario shares the cores (printed under its table and kept in the JSON). */
+function workersPlacement (cores: number): string {
+  return HAS_TASKSET
+    ? `wrk (one thread) and the origin pinned to core 0; the proxies not pinned: they may run on any of the ${cores} cores, core 0 included, where they compete with wrk and the origin. The load generator takes CPU the proxies could use, so the scaling figures are a lower bound`
+    : `nothing pinned (no taskset): wrk, the origin and the proxies share the ${cores} cores, so the scaling figures are a lower bound`
+}
+
+/** A run of the `workers` scenario, with how busy the machine (in % of one core: up to 100 × cores) and the origin were meanwhile. */
+type WorkersRun = LoadResult & { machineCpuPct: number, originCpuPct: number }
+interface WorkersTarget { proxy: 'nginx' | 'ingressd', workers: number, url: string, pid: number, processes: number, runs: WorkersRun[], close: () => Promise<void> }
+
+async function benchWorkers (originPort: number): Promise<void> {
+  const cores = availableParallelism()
+  const counts = Array.from({ length: cores }, (_, i) => i + 1)
+  if (NGINX === undefined) process.stdout.write('\nnginx is not installed (apt-get install nginx-light): the workers table has no nginx rows and no ratios.\n')
+  const targets: WorkersTarget[] = []
+  for (const workers of counts) {
+    // Not pinned (core null): a gateway of several processes pinned to one core could not scale.
+    const nginx = await startNginx(originPort, { workers, core: null })
+    if (nginx !== undefined) {
+      targets.push({ proxy: 'nginx', workers, url: nginx.url, pid: nginx.child.pid as number, processes: 0, runs: [], close: async () => { await stop(nginx.child); rmSync(nginx.dir, { recursive: true, force: true }) } })
+    }
+    const gw = await startIngressd({ INGRESSD_WORKERS: String(workers) }, null)
+    await adminCall(gw.admin, 'POST', '/apply', manifests(10, originPort))
+    targets.push({ proxy: 'ingressd', workers, url: `${gw.http}/`, pid: gw.child.pid as number, processes: 0, runs: [], close: async () => { await stop(gw.child); rmSync(gw.dir, { recursive: true, force: true }) } })
+  }
+  const warnings: string[] = []
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      // Every process of the proxy: the cluster primary and its workers, the nginx master and its workers.
+      const pids = processTree(t.pid)
+      // One process for INGRESSD_WORKERS=1; a primary and N workers beyond; nginx: a master and N workers.
+      const expected = t.proxy === 'ingressd' && t.workers === 1 ? 1 : t.workers + 1
+      if (pids.length !== expected && t.processes !== pids.length) warnings.push(`${t.proxy} with ${t.workers} worker(s) runs ${pids.length} processes (${pids.join(', ')}) where ${expected} were expected (round ${r + 1})`)
+      t.processes = pids.length
+      const [machine, origin, t0] = [machineTicks(), procStats(originPid === undefined ? [] : [originPid]), performance.now()]
+      const run = await load(t.url, 'app-0.example.com', pids)
+      const [machineAfter, originAfter, seconds] = [machineTicks(), procStats(originPid === undefined ? [] : [originPid]), (performance.now() - t0) / 1000]
+      t.runs.push({
+        ...run,
+        machineCpuPct: (machineAfter.busy - machine.busy) / (machineAfter.total - machine.total) * cores * 100,
+        originCpuPct: originPid === undefined ? NaN : (sum(originAfter.ticks) - sum(origin.ticks)) / TICKS_PER_S / seconds * 100
+      })
+    }
+  }
+  await Promise.all(targets.map(async t => { await t.close() }))
+  const summary = targets.map(t => ({
+    proxy: t.proxy,
+    workers: t.workers,
+    processes: t.processes,
+    rps: median(t.runs.map(x => x.rps)),
+    p50: median(t.runs.map(x => x.p50)),
+    p99: median(t.runs.map(x => x.p99)),
+    cpuUsPerReq: median(t.runs.map(x => x.cpuUsPerReq)),
+    // Each process's share of the CPU, in the order primary (or master) first, in the last round.
+    cpuShares: t.runs.at(-1)?.cpuShares ?? [],
+    rssMb: Math.max(...t.runs.map(x => x.rssMb)),
+    errors: sum(t.runs.map(x => x.errors)),
+    machineCpuPct: median(t.runs.map(x => x.machineCpuPct)),
+    originCpuPct: median(t.runs.map(x => x.originCpuPct))
+  }))
+  const find = (proxy: string, workers: number): (typeof summary)[number] | undefined => summary.find(s => s.proxy === proxy && s.workers === workers)
+  const scaling = (s: (typeof summary)[number]): number => s.rps / (find(s.proxy, 1)?.rps ?? NaN)
+  const placement = workersPlacement(cores)
+  printTable(`Worker processes: plain HTTP proxying, 100-byte responses, ${CONNECTIONS} keep-alive connections, 10 ingresses, medians of ${ROUNDS} interleaved rounds of ${DURATION} s; CPU and RSS summed over all the proxy's processes`,
+    ['proxy', 'workers', 'processes', 'req/s', 'scaling vs 1 worker', 'p50 ms', 'p99 ms', 'CPU µs/req', 'CPU split % (last round)', 'RSS MB', 'errors', `machine CPU % (of ${cores * 100})`, 'origin CPU %'],
+    summary.map(s => [s.proxy, s.workers, s.processes === 1 ? '1' : `1 + ${s.processes - 1}`, fmt(s.rps), fmt(scaling(s), 2), fmt(s.p50, 2), fmt(s.p99, 2), fmt(s.cpuUsPerReq, 1), s.cpuShares.map(x => fmt(x * 100)).join('/'), fmt(s.rssMb, 1), s.errors, fmt(s.machineCpuPct), fmt(s.originCpuPct)]))
+  const vsNginx = counts.flatMap(workers => {
+    const [gw, nginx] = [find('ingressd', workers), find('nginx', workers)]
+    return gw === undefined || nginx === undefined ? [] : [{ workers, rps: gw.rps / nginx.rps, p50: gw.p50 / nginx.p50, p99: gw.p99 / nginx.p99, cpuUsPerReq: gw.cpuUsPerReq / nginx.cpuUsPerReq, scaling: scaling(gw) / scaling(nginx) }]
+  })
+  if (vsNginx.length > 0) {
+    printTable('Worker processes: ingressd as a ratio to nginx with the same number of workers',
+      ['workers', 'req/s', 'p50', 'p99', 'CPU µs/req', 'scaling'],
+      vsNginx.map(v => [v.workers, fmt(v.rps, 2), fmt(v.p50, 2), fmt(v.p99, 2), fmt(v.cpuUsPerReq, 2), fmt(v.scaling, 2)]))
+  }
+  process.stdout.write(`\nCores (${cores}): ${placement}.\n${warnings.map(w => `WARNING: ${w}\n`).join('')}`)
+  results.workers = { rounds: ROUNDS, durationS: DURATION, connections: CONNECTIONS, cores, placement, summary: summary.map(s => ({ ...s, scaling: scaling(s) })), vsNginx, warnings }
+}
+
+interface SniResult { perSecond: number, p50: number, p99: number, wrongCertificate: number, non200: number, errors: number }
+
+/**
+ * TLS handshakes with SNI for `seconds`, `concurrency` connections at a time, cycling through
+ * `names`: each connection sends one `Connection: close` request, which must answer 200; with
+ * `ownCertificates`, the certificate served must name the host. Latencies are TCP connect plus handshake.
+ */
+async function sniLoad (address: string, names: string[], seconds: number, concurrency: number, ownCertificates: boolean): Promise<SniResult> {
+  const { hostname, port } = new URL(address)
+  const latencies: number[] = []
+  const counts = { wrongCertificate: 0, non200: 0, errors: 0 }
+  const until = Date.now() + seconds * 1000
+  let next = 0
+  const once = (servername: string): Promise<void> => new Promise(resolve => {
+    const t0 = performance.now()
+    let response = ''
+    let failed = false
+    const socket = tlsConnect({ host: hostname, port: Number(port), servername, rejectUnauthorized: false })
+    socket.setEncoding('utf8')
+    socket.setTimeout(10_000, () => socket.destroy(new Error('timeout')))
+    socket.once('secureConnect', () => {
+      latencies.push(performance.now() - t0)
+      if (ownCertificates && !(socket.getPeerCertificate().subjectaltname ?? '').split(', ').includes(`DNS:${servername}`)) counts.wrongCertificate++
+      socket.write(`GET / HTTP/1.1\r\nHost: ${servername}\r\nConnection: close\r\n\r\n`)
+    })
+    socket.on('data', (d: string) => { response += d })
+    socket.once('error', () => { failed = true })
+    socket.once('close', () => {
+      if (failed) counts.errors++
+      else if (!response.startsWith('HTTP/1.1 200')) counts.non200++
+      resolve()
+    })
+  })
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (Date.now() < until) await once(names[next++ % names.length] as string)
+  }))
+  return { perSecond: latencies.length / seconds, p50: median(latencies), p99: pct(latencies, 99), ...counts }
+}
+
+/** wrk script spreading requests over hosts `${prefix}-${i}.example.com`. */
+const HOSTS_SCRIPT = join(ROOT, 'bench/hosts.lua')
+/** How many certificate names the `memory` scenario's TLS clients cycle through. */
+const SNI_NAMES = 300
+
+const memoryMb = (pid: number): { rssMb: number, hwmMb: number } => { const s = procStats([pid]); return { rssMb: s.rssKb / 1024, hwmMb: s.hwmKb / 1024 } }
+
+interface MemoryRun {
+  gateway: string
+  ingresses?: number
+  certificates?: number
+  applySecretsMs?: number
+  applyIngressesMs?: number
+  started: { rssMb: number, hwmMb: number }
+  loaded: { rssMb: number, hwmMb: number }
+  afterHttp: { rssMb: number, hwmMb: number }
+  /** After the HTTP and then the TLS traffic. */
+  afterTraffic: { rssMb: number, hwmMb: number }
+  http: { hosts: number, rps: number, p99: number, errors: number }
+  tls?: SniResult & { names: number }
+}
+
+/** One ingressd (INGRESSD_WORKERS=1): `ingresses` ingresses, the first `pool.length` of them with their own certificate; memory after loading and after HTTP and TLS traffic. */
+async function memoryRun (originPort: number, ingresses: number, pool: { cert: string, key: string }[]): Promise<MemoryRun> {
+  const certificates = pool.length
+  const gw = await startIngressd()
+  const pid = gw.child.pid as number
+  const started = memoryMb(pid)
+  let t0 = performance.now()
+  if (certificates > 0) await adminCall(gw.admin, 'POST', '/apply', tlsSecrets(pool))
+  const applySecretsMs = certificates > 0 ? performance.now() - t0 : undefined
+  t0 = performance.now()
+  await adminCall(gw.admin, 'POST', '/apply', manifests(ingresses, originPort, 'app', certificates))
+  const applyIngressesMs = performance.now() - t0
+  const loaded = memoryMb(pid)
+  // Plain HTTP over the hosts without TLS (plain HTTP to the others is only a redirect to HTTPS).
+  const first = certificates < ingresses ? certificates : 0
+  const http = await load(`${gw.http}/`, 'app-0.example.com', [pid], { script: { file: HOSTS_SCRIPT, args: ['app', String(first), String(ingresses - first)] } })
+  const afterHttp = memoryMb(pid)
+  // TLS with SNI to the first names: each has its own certificate, or with none the default one.
+  const names = Array.from({ length: Math.min(SNI_NAMES, certificates > 0 ? certificates : ingresses) }, (_, i) => `app-${i}.example.com`)
+  const tls = await sniLoad(gw.https, names, DURATION, 16, certificates > 0)
+  const afterTraffic = memoryMb(pid)
+  await stop(gw.child)
+  rmSync(gw.dir, { recursive: true, force: true })
+  return { gateway: 'ingressd', ingresses, certificates, applySecretsMs, applyIngressesMs, started, loaded, afterHttp, afterTraffic, http: { hosts: ingresses - first, rps: http.rps, p99: http.p99, errors: http.errors }, tls: { names: names.length, ...tls } }
+}
+
+async function benchMemory (originPort: number): Promise<void> {
+  // One certificate per host app-i: the hosts `manifests()` names.
+  const pool = await certificatePool(1000, i => `app-${i}.example.com`)
+  const runs = [await memoryRun(originPort, 10, []), await memoryRun(originPort, 10_000, pool)]
+  // The reference: the minimal Fastify proxy under the same plain HTTP load (it routes no host, so any will do).
+  const minimal = await startMinimalFastify(originPort)
+  const pid = minimal.child.pid as number
+  const started = memoryMb(pid)
+  const http = await load(minimal.url, 'app-0.example.com', [pid], { script: { file: HOSTS_SCRIPT, args: ['app', '0', '10'] } })
+  const afterHttp = memoryMb(pid)
+  runs.push({ gateway: 'fastify + @fastify/http-proxy', started, loaded: started, afterHttp, afterTraffic: afterHttp, http: { hosts: 10, rps: http.rps, p99: http.p99, errors: http.errors } })
+  await stop(minimal.child)
+  // The same load for all three: plain HTTP (the minimal proxy serves no TLS).
+  const reference = runs[2]?.afterHttp.hwmMb ?? NaN
+  const label = (r: MemoryRun): string => r.ingresses === undefined ? r.gateway : `${r.gateway}, ${r.ingresses} ingresses, ${r.certificates ?? 0} certificates`
+  printTable('Resident memory of the gateway process, MB (VmRSS and its high-water mark VmHWM from /proc; ingressd with INGRESSD_WORKERS=1). Target: under 250 at 10,000 ingresses and 1,000 certificates; at 10 ingresses, no higher than the minimal Fastify proxy',
+    ['gateway', 'started RSS', 'loaded RSS', 'loaded HWM', 'after HTTP RSS', 'after HTTP HWM', 'HTTP HWM vs minimal Fastify', 'after HTTP + TLS RSS', 'after HTTP + TLS HWM'],
+    runs.map(r => [label(r), fmt(r.started.rssMb, 1), fmt(r.loaded.rssMb, 1), fmt(r.loaded.hwmMb, 1), fmt(r.afterHttp.rssMb, 1), fmt(r.afterHttp.hwmMb, 1), fmt(r.afterHttp.hwmMb / reference, 2), r.tls === undefined ? '-' : fmt(r.afterTraffic.rssMb, 1), r.tls === undefined ? '-' : fmt(r.afterTraffic.hwmMb, 1)]))
+  printTable(`Memory scenario: loading (one POST /apply of the Secrets, then one of the ingresses) and traffic (${DURATION} s of plain HTTP over ${CONNECTIONS} keep-alive connections, one host after another; then ${DURATION} s of TLS handshakes with SNI, 16 at a time, one request each)`,
+    ['gateway', 'apply Secrets ms', 'apply ingresses ms', 'HTTP hosts', 'HTTP req/s', 'HTTP p99 ms', 'HTTP errors', 'SNI names', 'handshakes/s', 'handshake p99 ms', 'wrong certificate', 'TLS non-200', 'TLS errors'],
+    runs.map(r => [label(r), fmt(r.applySecretsMs ?? NaN), fmt(r.applyIngressesMs ?? NaN), r.http.hosts, fmt(r.http.rps), fmt(r.http.p99, 2), r.http.errors, r.tls?.names ?? '-', fmt(r.tls?.perSecond ?? NaN), fmt(r.tls?.p99 ?? NaN, 2), r.tls?.wrongCertificate ?? '-', r.tls?.non200 ?? '-', r.tls?.errors ?? '-']))
+  results.memory = { durationS: DURATION, connections: CONNECTIONS, sniNames: SNI_NAMES, runs }
+}
+
 try {
-  process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator and origin on core 0, proxies on core 1' : 'no taskset: processes not pinned'}\n`)
+  process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cores, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator and origin on core 0, proxies on core 1 (in the workers scenario: proxies not pinned)' : 'no taskset: processes not pinned'}\n`)
   const originPort = await startOrigin()
   if (ONLY.has('compile')) benchCompile()
   if (ONLY.has('certs')) await benchCerts()
@@ -498,7 +774,10 @@ try {
   if (ONLY.has('https')) await benchHttps(originPort)
   if (ONLY.has('websocket')) await benchWebSocket()
   if (ONLY.has('scale')) await benchScale(originPort)
+  if (ONLY.has('workers')) await benchWorkers(originPort)
+  if (ONLY.has('memory')) await benchMemory(originPort)
   if (opts.json !== undefined) writeFileSync(opts.json, JSON.stringify(results, null, 2) + '\n')
 } finally {
-  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+  // Each child with its own children (a cluster primary's workers, nginx's workers).
+  for (const c of children) if (c.exitCode === null && c.pid !== undefined) treeKiller(c.pid)()
 }
