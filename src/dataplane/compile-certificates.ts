@@ -5,17 +5,22 @@
  * served: a Secret that is missing, a certificate that has expired or does not cover a host.
  * Those are served anyway (as ingress-nginx serves them) and reported, never refused.
  *
- * A SecureContext is built once per Secret version and reused by later compiles while the
- * Secret's resourceVersion stays the same, so a reload costs Map lookups, not key parsing.
+ * Each Secret version is checked once (certificate and key parsed, key-pair and chain checked,
+ * names and validity read) and what serving needs is kept while its resourceVersion stays the same,
+ * so a reload costs Map lookups, not parsing. No TLS context is built here, except the default
+ * certificate's: the SNICallback builds a certificate's context on the first handshake that asks
+ * for one of its names, in a TlsContextCache that this compiler owns, keyed by Secret version and
+ * bounded, so contexts outlive recompiles and are dropped when their Secret changes or goes.
  */
+import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { IngressdError } from '../errors.js'
 import type { Condition } from '../resources/meta.js'
 import type { Ingress } from '../resources/ingress.js'
 import { CERT_KEY, type Secret } from '../resources/secret.js'
-import { certificateCovers, inspectTlsMaterial, type CertificateInfo } from '../resources/tls-material.js'
+import { certificateCovers, checkTlsMaterial, type ServingInfo } from '../resources/tls-material.js'
 import type { IngressReport } from './compile.js'
-import { createSniTable, type ServedCertificate, type SniTable } from './sni-table.js'
+import { createSniTable, TlsContextCache, type ServedCertificate, type SniTable } from './sni-table.js'
 import { createCertificateContext, type PemPair } from './tls-options.js'
 
 /** What the certificates are compiled from: read in the same transaction as the route snapshot. */
@@ -54,18 +59,23 @@ export interface CertificateCompilerOptions {
   logger?: Logger
   /** The clock expiry is judged by. */
   now?: () => Date
+  /** Most TLS contexts kept at once (least recently used out); default DEFAULT_CONTEXT_CACHE_SIZE (1,000). */
+  contextCacheSize?: number
 }
 
 /** Where the generated default certificate comes from, in statuses and logs. */
 export const GENERATED_SOURCE = '(generated)'
 
-/** A Secret version's certificate, or why it cannot be served. */
-type Built = { ok: true, served: ServedCertificate, info: CertificateInfo } | { ok: false, message: string }
+/** A Secret version's certificate as checked (no context), or why it cannot be served. */
+type Built = { ok: true, served: ServedCertificate } | { ok: false, message: string }
 
 interface CacheEntry {
   resourceVersion: string
   built: Built
 }
+
+/** What a status says when OpenSSL would not load a certificate that otherwise checked out. */
+const OPENSSL_REFUSED = 'OpenSSL refused the certificate or key'
 
 /** What one Secret is used for in one compile, for its status. */
 interface SecretUse {
@@ -96,16 +106,18 @@ function describe (served: ServedCertificate): string {
   return `${served.source} (${served.subject === '' ? 'no subject' : served.subject})`
 }
 
-function servedFrom (source: string, pem: PemPair, info: CertificateInfo): ServedCertificate {
+/** The served form of a checked certificate; `pem` decodes the strings it closes over when a context is built. */
+function servedFrom (source: string, version: string, info: ServingInfo, pem: () => PemPair): ServedCertificate {
   return Object.freeze({
     source,
-    context: createCertificateContext(pem),
+    version,
     subject: info.subject,
     dnsNames: Object.freeze([...info.dnsNames]),
     notBefore: info.notBefore,
     notAfter: info.notAfter,
     fingerprintSha256: info.fingerprintSha256,
-    keyType: info.keyType
+    keyType: info.keyType,
+    pem
   })
 }
 
@@ -123,25 +135,41 @@ export function certificatesCondition (problems: readonly CertificateProblem[], 
   return { type: 'CertificatesValid', status: 'False', reason, message: problems.map(p => p.message).join('; '), observedGeneration: generation }
 }
 
-/** Compiles SNI tables, keeping one SecureContext per Secret version across compiles. */
+/** Compiles SNI tables, keeping each Secret version's check, and its context once a handshake built it, across compiles. */
 export class CertificateCompiler {
   #cache = new Map<string, CacheEntry>()
   readonly #generated: ServedCertificate
   readonly #generatedPem: PemPair
+  readonly #generatedContext: SecureContext
   readonly #opts: CertificateCompilerOptions
+  readonly #contexts: TlsContextCache
+  /** The configured default certificate's PEM and context (built eagerly), for the version they were built from. */
+  #defaultContext: { version: string, pem: PemPair, context: SecureContext } | undefined
   #lastDefaultWarning: string | undefined
   #previous: Pick<SniTable, 'exact' | 'wildcards' | 'fallback'> | undefined
   #epoch = 0
-  /** How many SecureContexts this compiler has built: for tests and metrics. */
-  contextsBuilt = 0
+  #eagerBuilt = 0
 
   constructor (opts: CertificateCompilerOptions) {
     this.#opts = opts
     this.#generatedPem = Object.freeze({ ...opts.generated })
-    const inspection = inspectTlsMaterial(opts.generated.cert, opts.generated.key)
-    if (!inspection.ok) throw new IngressdError('INGRESSD_ERR_INTERNAL', `the generated default certificate is unusable: ${inspection.problems.map(p => p.reason).join(', ')}`)
-    this.#generated = servedFrom(GENERATED_SOURCE, this.#generatedPem, inspection.info)
-    this.contextsBuilt++
+    const check = checkTlsMaterial(opts.generated.cert, opts.generated.key)
+    if (!check.ok) throw new IngressdError('INGRESSD_ERR_INTERNAL', `the generated default certificate is unusable: ${check.problems.map(p => p.reason).join(', ')}`)
+    const generatedPem = this.#generatedPem
+    this.#generated = servedFrom(GENERATED_SOURCE, GENERATED_SOURCE, check.info, () => generatedPem)
+    this.#generatedContext = createCertificateContext(generatedPem)
+    this.#eagerBuilt++
+    this.#contexts = new TlsContextCache({ capacity: opts.contextCacheSize, logger: opts.logger })
+  }
+
+  /** How many SecureContexts this compiler and its handshakes have built: for tests, metrics and the benchmark. */
+  get contextsBuilt (): number {
+    return this.#eagerBuilt + this.#contexts.built
+  }
+
+  /** The contexts built by handshakes, shared by every table this compiler makes. */
+  get contexts (): TlsContextCache {
+    return this.#contexts
   }
 
   /**
@@ -164,21 +192,39 @@ export class CertificateCompiler {
       if (secret === undefined) return undefined
       const resourceVersion = secret.metadata.resourceVersion ?? ''
       const cached = this.#cache.get(id)
-      const entry = cached !== undefined && cached.resourceVersion === resourceVersion ? cached : { resourceVersion, built: this.#build(id, secret, snapshot.privateKeys.get(id)) }
+      let entry = cached !== undefined && cached.resourceVersion === resourceVersion ? cached : { resourceVersion, built: this.#check(id, resourceVersion, secret, snapshot.privateKeys.get(id)) }
+      // A handshake found that OpenSSL will not load it: from now on it is reported and not served.
+      if (entry.built.ok && this.#contexts.failure(entry.built.served.version) !== undefined) entry = { resourceVersion, built: { ok: false, message: OPENSSL_REFUSED } }
       nextCache.set(id, entry)
       return entry.built
     }
 
     // The default certificate: the configured Secret when it is usable, else the generated one.
+    // Its context is built now, not by a handshake: clients without SNI need it at once.
     let fallback = this.#generated
     let fallbackPem = this.#generatedPem
+    let fallbackContext = this.#generatedContext
     const configured = this.#opts.defaultSecret
     if (configured !== undefined) {
-      const built = certificateOf(configured)
+      let built = certificateOf(configured)
       if (built?.ok === true) {
-        fallback = built.served
-        fallbackPem = { cert: Buffer.from(secrets.get(configured)?.data?.[CERT_KEY] ?? '', 'base64').toString('utf8'), key: snapshot.privateKeys.get(configured) ?? '' }
+        const served = built.served
+        try {
+          if (this.#defaultContext?.version !== served.version) {
+            const pem = served.pem()
+            this.#defaultContext = { version: served.version, pem, context: createCertificateContext(pem) }
+            this.#eagerBuilt++
+          }
+          fallback = served
+          fallbackPem = this.#defaultContext.pem
+          fallbackContext = this.#defaultContext.context
+        } catch (err) {
+          this.#opts.logger?.warn({ secret: configured, err: { message: (err as Error).message } }, 'a TLS Secret could not be loaded into a TLS context')
+          built = { ok: false, message: OPENSSL_REFUSED }
+          nextCache.set(configured, { resourceVersion: secrets.get(configured)?.metadata.resourceVersion ?? '', built })
+        }
       }
+      if (fallback === this.#generated) this.#defaultContext = undefined
       const warning = built === undefined ? 'not found' : built.ok ? undefined : built.message
       if (warning !== this.#lastDefaultWarning) {
         this.#lastDefaultWarning = warning
@@ -224,8 +270,8 @@ export class CertificateCompiler {
         const served = built.served
         if (!reportedSecrets.has(secretId)) {
           reportedSecrets.add(secretId)
-          if (Date.parse(built.info.notAfter) < now) problems.push({ host: '', secret: secretId, reason: 'CertificateExpired', message: `the certificate of secret ${secretId} expired at ${built.info.notAfter}; it is served anyway` })
-          else if (Date.parse(built.info.notBefore) > now) problems.push({ host: '', secret: secretId, reason: 'CertificateNotYetValid', message: `the certificate of secret ${secretId} is not valid before ${built.info.notBefore}; it is served anyway` })
+          if (Date.parse(served.notAfter) < now) problems.push({ host: '', secret: secretId, reason: 'CertificateExpired', message: `the certificate of secret ${secretId} expired at ${served.notAfter}; it is served anyway` })
+          else if (Date.parse(served.notBefore) > now) problems.push({ host: '', secret: secretId, reason: 'CertificateNotYetValid', message: `the certificate of secret ${secretId} is not valid before ${served.notBefore}; it is served anyway` })
         }
         for (const host of hosts) {
           const wildcard = host.startsWith('*.')
@@ -245,8 +291,8 @@ export class CertificateCompiler {
             uses.set(secretId, use)
           }
           use.hosts.add(host)
-          if (!certificateCovers(built.info, host)) {
-            const names = built.info.dnsNames.length === 0 ? 'no host names' : built.info.dnsNames.join(', ')
+          if (!certificateCovers(served, host)) {
+            const names = served.dnsNames.length === 0 ? 'no host names' : served.dnsNames.join(', ')
             problems.push({ host, secret: secretId, reason: 'HostNotCovered', message: `the certificate of secret ${secretId} (${served.subject}) does not cover ${host} (it names ${names}); it is served for it anyway` })
             use.uncovered.push(`${host} (ingress ${id})`)
           }
@@ -255,6 +301,10 @@ export class CertificateCompiler {
       if (problems.length > 0) ingressProblems.set(id, problems)
     }
     this.#cache = nextCache
+    // Contexts of Secret versions no longer served (changed, deleted or unused) go.
+    const live = new Set<string>()
+    for (const { built } of nextCache.values()) if (built.ok) live.add(built.served.version)
+    this.#contexts.retain(live)
 
     const secretStatuses: CertificateCompileResult['secretStatuses'] = []
     for (const [id, secret] of secrets) {
@@ -274,25 +324,20 @@ export class CertificateCompiler {
     const previous = this.#previous
     if (previous === undefined || previous.fallback !== fallback || !sameCertificates(previous.exact, exact) || !sameCertificates(previous.wildcards, wildcards)) this.#epoch++
     this.#previous = { exact, wildcards, fallback }
-    const table = createSniTable({ generation, exact, wildcards, fallback, fallbackPem, certificateEpoch: this.#epoch })
+    const table = createSniTable({ generation, exact, wildcards, fallback, fallbackContext, fallbackPem, certificateEpoch: this.#epoch, contexts: this.#contexts })
     return { table, ingressProblems, secretStatuses }
   }
 
-  /** Validates a Secret's material and builds its context; never throws. */
-  #build (id: string, secret: Secret, key: string | undefined): Built {
+  /**
+   * Checks a Secret version's material and keeps what serving needs; never throws. The PEM is not
+   * kept decoded: the certificate is decoded again from the Secret's base64 (the same string the
+   * snapshot holds) when a handshake builds its context.
+   */
+  #check (id: string, resourceVersion: string, secret: Secret, key: string | undefined): Built {
     const certB64 = secret.data?.[CERT_KEY]
     if (typeof certB64 !== 'string' || certB64 === '' || key === undefined || key === '') return { ok: false, message: 'it holds no tls.crt or no tls.key' }
-    const pem = { cert: Buffer.from(certB64, 'base64').toString('utf8'), key }
-    const inspection = inspectTlsMaterial(pem.cert, pem.key)
-    if (!inspection.ok) return { ok: false, message: inspection.problems.map(p => p.reason).join(', ') }
-    try {
-      const served = servedFrom(id, pem, inspection.info)
-      this.contextsBuilt++
-      return { ok: true, served, info: inspection.info }
-    } catch (err) {
-      // OpenSSL's text never quotes key material, but is kept out of statuses all the same.
-      this.#opts.logger?.warn({ secret: id, err: { message: (err as Error).message } }, 'a TLS Secret could not be loaded into a TLS context')
-      return { ok: false, message: 'OpenSSL refused the certificate or key' }
-    }
+    const check = checkTlsMaterial(Buffer.from(certB64, 'base64').toString('utf8'), key)
+    if (!check.ok) return { ok: false, message: check.problems.map(p => p.reason).join(', ') }
+    return { ok: true, served: servedFrom(id, `${id}@${resourceVersion}`, check.info, () => ({ cert: Buffer.from(certB64, 'base64').toString('utf8'), key })) }
   }
 }

@@ -3,13 +3,16 @@
  * certificate chosen per handshake from the current SNI table (swapped by the reloader with the
  * route table, so a Secret or ingress change applies to the next handshake and never restarts
  * the listener or touches open connections), and Strict-Transport-Security on every response.
+ * A certificate's TLS context is built by the first handshake that asks for one of its names and
+ * kept for the next ones (sni-table.ts); one that cannot be built is answered with the default
+ * certificate, never with a failed handshake.
  */
 import { createPrivateKey, randomBytes } from 'node:crypto'
 import type { SecureServerOptions } from 'node:http2'
 import type { Server as TlsServer } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { selectCertificate, type ServedCertificate, type SniSource } from './sni-table.js'
+import { secureContextFor, type ServedCertificate, type SniSource } from './sni-table.js'
 import { listenerContextOptions, type CertificateKeyType, type PemPair } from './tls-options.js'
 
 /** What the data-plane app needs to serve HTTPS. */
@@ -26,8 +29,9 @@ const HTTP1_KEEP_ALIVE_MS = 75_000
 
 /**
  * The secure-server options: TLS 1.2+ with the modern cipher list, `h2` then `http/1.1` in
- * ALPN, the handshake timeout, and an SNICallback that looks the name up in the current table.
- * `initial` is served to clients without SNI until the first table is compiled.
+ * ALPN, the handshake timeout, and an SNICallback that looks the name up in the current table
+ * (building the certificate's context if no handshake has yet). `initial` is served to clients
+ * without SNI until the first table is compiled.
  */
 export function httpsServerOptions (sni: SniSource, initial: PemPair, handshakeTimeoutMs: number): SecureServerOptions {
   return {
@@ -40,7 +44,7 @@ export function httpsServerOptions (sni: SniSource, initial: PemPair, handshakeT
       let context
       try {
         const table = sni.sni
-        if (table !== undefined) context = selectCertificate(table, servername).context
+        if (table !== undefined) context = secureContextFor(table, servername)
       } catch { /* the listener's default context answers */ }
       cb(null, context)
     }

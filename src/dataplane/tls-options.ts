@@ -1,7 +1,8 @@
 /**
  * The TLS parameters of the HTTPS listener: TLS 1.2 and 1.3 only, and Mozilla's "intermediate"
  * cipher list (https://ssl-config.mozilla.org/guidelines/5.7.json) for 1.2. Each certificate gets
- * one SecureContext, built once, never per handshake.
+ * one SecureContext, built by the first handshake that needs it and then kept (sni-table.ts), never
+ * one per handshake.
  *
  * Why the listener orders its ciphers and signature algorithms by the default certificate's key
  * type (nodejs/node#54235): when an SNICallback hands Node a context, Node adds that context's

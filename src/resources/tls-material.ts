@@ -71,16 +71,21 @@ const OTHER_KEY_TYPES: Record<string, string> = { dsa: 'a DSA key', dh: 'a DH ke
 /** A host name or a leftmost-label wildcard, as far as a CN can be taken for one. */
 const HOST_LIKE = /^(\*\.)?[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9_])?)*$/
 
-/**
- * Validates `tls.crt` + `tls.key` of a `kubernetes.io/tls` Secret and describes the leaf certificate.
- *
- * Problems (all are reported, not just the first): `CertificateUnparseable` (tls.crt),
- * `KeyUnparseable` (tls.key, also for passphrase-protected keys), `UnsupportedKeyType` (tls.key),
- * `KeyMismatch` (tls.key does not belong to the first certificate) and `BrokenChain` (tls.crt: a
- * certificate is not issued by the one after it). An expired certificate is not a problem; it is
- * reported as `expired: true` relative to `now`. No message ever contains key material.
- */
-export function inspectTlsMaterial (certPem: string, keyPem: string, now: Date = new Date()): TlsInspection {
+/** What serving a certificate needs to know of it: a subset of {@link CertificateInfo}. */
+export type ServingInfo = Pick<CertificateInfo, 'subject' | 'dnsNames' | 'notBefore' | 'notAfter' | 'fingerprintSha256' | 'keyType'>
+
+/** Result of {@link checkTlsMaterial}. */
+export type TlsCheck = { ok: true, info: ServingInfo } | { ok: false, problems: TlsMaterialProblem[] }
+
+/** The parsed material and every problem found in it (shared by inspectTlsMaterial and checkTlsMaterial). */
+interface Examined {
+  problems: TlsMaterialProblem[]
+  certs: X509Certificate[] | undefined
+  keyType: CertificateInfo['keyType'] | undefined
+  keyBits: number | undefined
+}
+
+function examine (certPem: string, keyPem: string): Examined {
   const problems: TlsMaterialProblem[] = []
   const certs = parseCertificates(certPem, problems)
   const key = parsePrivateKey(keyPem, problems)
@@ -113,25 +118,50 @@ export function inspectTlsMaterial (certPem: string, keyPem: string, now: Date =
       }
     }
   }
+  return { problems, certs, keyType, keyBits }
+}
 
+/** The part of the description serving needs, from a leaf certificate that passed {@link examine}. */
+function servingInfo (leaf: X509Certificate, keyType: CertificateInfo['keyType']): ServingInfo {
+  return {
+    subject: joinName(leaf.subject),
+    dnsNames: certificateHostNames(leaf),
+    notBefore: parseValidity(leaf.validFrom).toISOString(),
+    notAfter: parseValidity(leaf.validTo).toISOString(),
+    fingerprintSha256: leaf.fingerprint256,
+    keyType
+  }
+}
+
+/**
+ * Validates `tls.crt` + `tls.key` of a `kubernetes.io/tls` Secret and describes the leaf certificate.
+ *
+ * Problems (all are reported, not just the first): `CertificateUnparseable` (tls.crt),
+ * `KeyUnparseable` (tls.key, also for passphrase-protected keys), `UnsupportedKeyType` (tls.key),
+ * `KeyMismatch` (tls.key does not belong to the first certificate) and `BrokenChain` (tls.crt: a
+ * certificate is not issued by the one after it). An expired certificate is not a problem; it is
+ * reported as `expired: true` relative to `now`. No message ever contains key material.
+ */
+export function inspectTlsMaterial (certPem: string, keyPem: string, now: Date = new Date()): TlsInspection {
+  const { problems, certs, keyType, keyBits } = examine(certPem, keyPem)
+  const leaf = certs?.[0]
   if (problems.length > 0 || leaf === undefined || certs === undefined || keyType === undefined) {
     return { ok: false, problems }
   }
-
-  const notAfter = parseValidity(leaf.validTo)
+  const serving = servingInfo(leaf, keyType)
   const info: CertificateInfo = {
-    subject: joinName(leaf.subject),
+    subject: serving.subject,
     issuer: joinName(leaf.issuer),
-    dnsNames: certificateHostNames(leaf),
-    notBefore: parseValidity(leaf.validFrom).toISOString(),
-    notAfter: notAfter.toISOString(),
+    dnsNames: serving.dnsNames,
+    notBefore: serving.notBefore,
+    notAfter: serving.notAfter,
     serialNumber: leaf.serialNumber,
-    fingerprintSha256: leaf.fingerprint256,
+    fingerprintSha256: serving.fingerprintSha256,
     keyType,
     ...(keyBits !== undefined ? { keyBits } : {}),
     chainLength: certs.length,
     selfSigned: isSelfSigned(leaf),
-    expired: notAfter.getTime() < now.getTime(),
+    expired: Date.parse(serving.notAfter) < now.getTime(),
     keyBytes: Buffer.byteLength(keyPem, 'utf8'),
     certBytes: Buffer.byteLength(certPem, 'utf8')
   }
@@ -139,11 +169,23 @@ export function inspectTlsMaterial (certPem: string, keyPem: string, now: Date =
 }
 
 /**
+ * The same checks as {@link inspectTlsMaterial}, with the same problems, but only the description
+ * serving needs (names, validity, fingerprint, key type): what the SNI compile keeps per Secret
+ * version. It skips what only a read-out shows, such as the self-signature check.
+ */
+export function checkTlsMaterial (certPem: string, keyPem: string): TlsCheck {
+  const { problems, certs, keyType } = examine(certPem, keyPem)
+  const leaf = certs?.[0]
+  if (problems.length > 0 || leaf === undefined || keyType === undefined) return { ok: false, problems }
+  return { ok: true, info: servingInfo(leaf, keyType) }
+}
+
+/**
  * True when `host` is covered by one of `info.dnsNames`: an exact (case-insensitive) match, or a
  * `*.x.y` wildcard covering exactly one extra, non-empty leftmost label (`a.x.y`, not `a.b.x.y`
  * nor `x.y`). A trailing dot on either side is ignored.
  */
-export function certificateCovers (info: Pick<CertificateInfo, 'dnsNames'>, host: string): boolean {
+export function certificateCovers (info: { readonly dnsNames: readonly string[] }, host: string): boolean {
   const h = normalizeHost(host)
   if (h === '') return false
   for (const raw of info.dnsNames) {

@@ -1,6 +1,7 @@
 /**
  * The SNI table without sockets: the lookup order, and the compile from a snapshot (which
- * ingress wins a host, what is reported, and that contexts are built once per Secret version).
+ * ingress wins a host, what is reported, that Secrets are checked once per version, and that
+ * contexts are built only when a handshake asks for a name, then kept in a bounded cache).
  */
 import type { SecureContext } from 'node:tls'
 import t from 'tap'
@@ -9,10 +10,11 @@ import type { Ingress } from '../../src/resources/ingress.js'
 import type { Secret } from '../../src/resources/secret.js'
 import type { IngressReport } from '../../src/dataplane/compile.js'
 import { CertificateCompiler, GENERATED_SOURCE, type TlsSnapshot } from '../../src/dataplane/compile-certificates.js'
-import { createSniTable, selectCertificate, type ServedCertificate } from '../../src/dataplane/sni-table.js'
+import { sha1SignedLeaf } from '../helpers/weak-certificate.js'
+import { createSniTable, secureContextFor, selectCertificate, TlsContextCache, type ServedCertificate } from '../../src/dataplane/sni-table.js'
 
 function served (source: string): ServedCertificate {
-  return { source, context: {} as SecureContext, subject: `CN=${source}`, dnsNames: [], notBefore: '', notAfter: '', fingerprintSha256: source, keyType: 'ec' }
+  return { source, version: `${source}@1`, subject: `CN=${source}`, dnsNames: [], notBefore: '', notAfter: '', fingerprintSha256: source, keyType: 'ec', pem: () => ({ cert: '', key: '' }) }
 }
 
 t.test('selectCertificate: exact, then a one-label wildcard, then the default', async t => {
@@ -22,8 +24,10 @@ t.test('selectCertificate: exact, then a one-label wildcard, then the default', 
     exact: new Map([['foo.com', exact], ['a.foo.com', exact]]),
     wildcards: new Map([['foo.com', wildcard], ['b.foo.com', deeper]]),
     fallback,
+    fallbackContext: {} as SecureContext,
     fallbackPem: { cert: '', key: '' },
-    certificateEpoch: 1
+    certificateEpoch: 1,
+    contexts: new TlsContextCache()
   })
   const cases: [string | undefined, ServedCertificate, string][] = [
     ['foo.com', exact, 'exact'],
@@ -129,7 +133,7 @@ t.test('compile: which ingress wins a host, and what each is told', async t => {
   t.same(expired.ingressProblems.get('default/older')?.map(p => p.reason), ['CertificateExpired'])
 })
 
-t.test('compile: one context per Secret version, reused by later compiles (1,000 certificates)', async t => {
+t.test('compile: each Secret version checked once, no context built until a handshake asks (1,000 certificates)', async t => {
   const generated = await generateSelfSigned({ commonName: 'generated', keyType: 'ec' })
   const pem = await generateSelfSigned({ commonName: 'many', dnsNames: ['*.many.example.com'], keyType: 'ec' })
   const other = await generateSelfSigned({ commonName: 'other', dnsNames: ['*.many.example.com'], keyType: 'ec' })
@@ -144,27 +148,114 @@ t.test('compile: one context per Secret version, reused by later compiles (1,000
   }
   const compiler = new CertificateCompiler({ generated })
   const built = compiler.contextsBuilt
+  t.equal(built, 1, 'only the default certificate\'s context is built up front')
   const first = compiler.compile({ ingresses, secrets, privateKeys: keys }, reports(ingresses), 1)
-  t.equal(compiler.contextsBuilt - built, count, 'the first compile builds one context per certificate')
+  t.equal(compiler.contextsBuilt, built, 'the compile builds no context')
   t.equal(first.table.exact.size, count)
+  t.equal(first.table.contexts, compiler.contexts, 'the table reaches the compiler\'s context cache')
+  t.equal(compiler.contexts.size, 0)
 
-  // An ingress change: no certificate is built again.
+  // Handshakes (what the SNICallback does): the first for a name builds its context, later ones reuse it.
+  const h5 = secureContextFor(first.table, 'h5.many.example.com')
+  t.equal(compiler.contextsBuilt, built + 1, 'the first handshake for h5 builds one context')
+  t.ok(compiler.contexts.has(selectCertificate(first.table, 'h5.many.example.com')))
+  t.notOk(compiler.contexts.has(selectCertificate(first.table, 'h6.many.example.com')), 'no other name\'s')
+  t.equal(secureContextFor(first.table, 'H5.many.example.com.'), h5, 'a second handshake reuses it')
+  t.equal(secureContextFor(first.table, 'unknown.example.com'), first.table.fallbackContext, 'an unknown name gets the default context')
+  t.equal(compiler.contextsBuilt, built + 1)
+
+  // An ingress change: nothing is checked or built again.
   const changedIngresses = [...ingresses, ingress('extra', [{ hosts: ['extra.many.example.com'], secretName: 's0' }])]
   const started = performance.now()
   const second = compiler.compile({ ingresses: changedIngresses, secrets, privateKeys: keys }, reports(changedIngresses), 2)
   const ms = performance.now() - started
-  t.equal(compiler.contextsBuilt - built, count, 'a later compile reuses every context')
   t.equal(selectCertificate(second.table, 'h5.many.example.com'), selectCertificate(first.table, 'h5.many.example.com'), 'the same certificate object')
+  t.equal(secureContextFor(second.table, 'h5.many.example.com'), h5, 'the context survives the recompile')
+  t.equal(compiler.contextsBuilt, built + 1)
   t.ok(ms < 500, `recompiling 1,000 TLS hosts without new certificates took ${Math.round(ms)} ms`)
   t.equal(second.table.certificateEpoch, first.table.certificateEpoch + 1, 'a new host is a certificate change')
   const third = compiler.compile({ ingresses: changedIngresses, secrets, privateKeys: keys }, reports(changedIngresses), 3)
   t.equal(third.table.certificateEpoch, second.table.certificateEpoch, 'nothing changed: the epoch stays, so session tickets stay valid')
 
-  // One Secret replaced: one context built.
-  const replaced = secrets.map((s, i) => i === 3 ? secret('s3', other.cert, '2') : s)
-  const replacedKeys = new Map(keys).set('default/s3', other.key)
+  // Secret s5 replaced: its context is dropped and the next handshake builds the new one.
+  const replaced = secrets.map((s, i) => i === 5 ? secret('s5', other.cert, '2') : s)
+  const replacedKeys = new Map(keys).set('default/s5', other.key)
   const fourth = compiler.compile({ ingresses: changedIngresses, secrets: replaced, privateKeys: replacedKeys }, reports(changedIngresses), 4)
-  t.equal(compiler.contextsBuilt - built, count + 1, 'only the replaced Secret gets a new context')
-  t.equal(selectCertificate(fourth.table, 'h3.many.example.com').subject, 'CN=other')
+  t.equal(compiler.contexts.size, 0, 'the old version\'s context is dropped by the compile')
+  t.equal(selectCertificate(fourth.table, 'h5.many.example.com').subject, 'CN=other')
+  t.equal(selectCertificate(fourth.table, 'h5.many.example.com').version, 'default/s5@2')
   t.equal(fourth.table.certificateEpoch, third.table.certificateEpoch + 1)
+  t.not(secureContextFor(fourth.table, 'h5.many.example.com'), h5, 'a new context for the new version')
+  t.equal(compiler.contextsBuilt, built + 2)
+
+  // Secret s5 deleted: its context goes with it.
+  const withoutS5 = replaced.filter((_s, i) => i !== 5)
+  compiler.compile({ ingresses: changedIngresses, secrets: withoutS5, privateKeys: replacedKeys }, reports(changedIngresses), 5)
+  t.notOk(compiler.contexts.has('default/s5@2'), 'a deleted Secret\'s context is dropped')
+})
+
+t.test('the context cache is bounded: the least recently used context is evicted and rebuilt on demand', async t => {
+  const generated = await generateSelfSigned({ commonName: 'generated', keyType: 'ec' })
+  const pem = await generateSelfSigned({ commonName: 'many', dnsNames: ['*.lru.example.com'], keyType: 'ec' })
+  const secrets: Secret[] = []
+  const ingresses: Ingress[] = []
+  const keys = new Map<string, string>()
+  for (let i = 0; i < 10; i++) {
+    secrets.push(secret(`s${i}`, pem.cert))
+    keys.set(`default/s${i}`, pem.key)
+    ingresses.push(ingress(`i${i}`, [{ hosts: [`h${i}.lru.example.com`], secretName: `s${i}` }]))
+  }
+  const compiler = new CertificateCompiler({ generated, contextCacheSize: 3 })
+  const { table } = compiler.compile({ ingresses, secrets, privateKeys: keys }, reports(ingresses), 1)
+  const cache = compiler.contexts
+  t.equal(cache.capacity, 3)
+  const h0 = secureContextFor(table, 'h0.lru.example.com')
+  secureContextFor(table, 'h1.lru.example.com')
+  secureContextFor(table, 'h2.lru.example.com')
+  t.equal(secureContextFor(table, 'h0.lru.example.com'), h0, 'h0 is used again: now the most recent')
+  secureContextFor(table, 'h3.lru.example.com')
+  t.equal(cache.size, 3, 'never more than the cap')
+  t.equal(cache.evicted, 1)
+  t.ok(cache.has('default/s0@1'), 'the recently used h0 stays')
+  t.notOk(cache.has('default/s1@1'), 'the least recently used (h1) went')
+  t.ok(cache.has('default/s2@1') && cache.has('default/s3@1'))
+  for (let i = 4; i < 10; i++) secureContextFor(table, `h${i}.lru.example.com`)
+  t.equal(cache.size, 3)
+  t.equal(cache.built, 10)
+  t.equal(cache.evicted, 7)
+  const again = secureContextFor(table, 'h1.lru.example.com')
+  t.ok(again !== undefined && again !== table.fallbackContext, 'an evicted certificate is served again, with a rebuilt context')
+  t.equal(cache.built, 11)
+  t.throws(() => new TlsContextCache({ capacity: 0 }), RangeError)
+})
+
+t.test('a Secret OpenSSL will not load: the handshake gets the default context, one warning without key material, then SecretUnusable', async t => {
+  const generated = await generateSelfSigned({ commonName: 'generated', keyType: 'ec' })
+  const good = await generateSelfSigned({ commonName: 'good', dnsNames: ['good.example.com'], keyType: 'ec' })
+  const weak = await sha1SignedLeaf('weak.example.com')
+  const warnings: unknown[][] = []
+  const logger = { warn: (...args: unknown[]) => warnings.push(args) } as any
+  const compiler = new CertificateCompiler({ generated, logger })
+  const ingresses = [ingress('weak', [{ hosts: ['weak.example.com'], secretName: 'weak' }]), ingress('good', [{ hosts: ['good.example.com'], secretName: 'good' }])]
+  const snapshot: TlsSnapshot = { ingresses, secrets: [secret('weak', weak.cert), secret('good', good.cert)], privateKeys: new Map([['default/weak', weak.key], ['default/good', good.key]]) }
+  const first = compiler.compile(snapshot, reports(ingresses), 1)
+  t.equal(first.ingressProblems.size, 0, 'the material checks out, so the compile reports nothing yet')
+  t.equal(selectCertificate(first.table, 'weak.example.com').source, 'default/weak')
+
+  t.equal(secureContextFor(first.table, 'weak.example.com'), first.table.fallbackContext, 'the handshake is answered with the default certificate')
+  t.equal(secureContextFor(first.table, 'weak.example.com'), first.table.fallbackContext, 'and so is the next, without another attempt')
+  t.equal(compiler.contexts.failed, 1)
+  t.equal(warnings.length, 1, 'one warning')
+  t.match(JSON.stringify(warnings[0]), /default\/weak.*too weak/)
+  t.notMatch(JSON.stringify(warnings), /PRIVATE KEY/, 'the warning carries no key material')
+  const goodContext = secureContextFor(first.table, 'good.example.com')
+  t.not(goodContext, first.table.fallbackContext, 'another name still gets its own certificate')
+
+  const second = compiler.compile(snapshot, reports(ingresses), 2)
+  t.same(second.ingressProblems.get('default/weak')?.map(p => p.reason), ['SecretUnusable'], 'the next compile reports it')
+  t.match(second.ingressProblems.get('default/weak')?.[0]?.message, /OpenSSL refused the certificate or key/)
+  t.equal(selectCertificate(second.table, 'weak.example.com'), second.table.fallback, 'and maps its host to the default certificate')
+  t.equal(secureContextFor(second.table, 'good.example.com'), goodContext)
+  const third = compiler.compile(snapshot, reports(ingresses), 3)
+  t.same(third.ingressProblems.get('default/weak')?.map(p => p.reason), ['SecretUnusable'], 'for as long as the Secret version stands')
 })
