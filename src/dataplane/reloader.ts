@@ -3,6 +3,10 @@
  * what the store holds, off to the side, and swaps one reference. Bursts of commits coalesce
  * into one compile; a compile that fails leaves the last good table serving.
  *
+ * The compile is incremental (RouteCompiler): the snapshot reader keeps unchanged objects the
+ * same objects, so a change recompiles only the hosts it touches, and only the statuses of
+ * ingresses whose report changed are rendered and written.
+ *
  * It compiles from the store, never from in-process events alone, so several data-plane
  * processes can each follow the same file; in-process commits only make it look sooner.
  */
@@ -15,7 +19,7 @@ import type { KindName } from '../resources/kinds.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
 import { SnapshotReader } from './snapshot.js'
-import { compileRouteTable, type IngressReport } from './compile.js'
+import { RouteCompiler, type IngressReport } from './compile.js'
 import type { RouteTable } from './route-table.js'
 import type { Condition } from '../resources/meta.js'
 import { certificatesCondition, type CertificateCompileResult, type CertificateCompiler, type CertificateProblem } from './compile-certificates.js'
@@ -77,7 +81,15 @@ export class Reloader {
   private again = false
   private timer: NodeJS.Timeout | undefined
   private unsubscribe: (() => void) | undefined
-  private lastStatuses = new Map<string, string>()
+  /** The last status written per ingress, with what it was rendered from, so an unchanged report is not rendered again. */
+  private ingressStatuses = new Map<string, RenderedStatus>()
+  private statusByReport = new Map<IngressReport, RenderedStatus>()
+  private secretStatuses = new Map<string, string>()
+  /** Whether this follower has pruned the status rows of deleted objects (once, on its first write). */
+  private statusesPruned = false
+  private statusPass = 0
+  private lastSecrets: Secret[] | undefined
+  private readonly compiler: RouteCompiler
   readonly followerId: string
   private compiledRoutingVersion = -1
   private readonly snapshots: SnapshotReader
@@ -90,6 +102,7 @@ export class Reloader {
   constructor (private readonly opts: ReloaderOptions) {
     this.followerId = opts.followerId ?? `dataplane-${process.pid}`
     this.snapshots = new SnapshotReader(opts.store)
+    this.compiler = new RouteCompiler({ ingressClasses: opts.ingressClasses })
   }
 
   /** The table to route by. */
@@ -165,7 +178,7 @@ export class Reloader {
       const read = this.snapshots.read()
       resourceVersion = read.resourceVersion
       this.compiles++
-      const { table, reports } = compileRouteTable(read.snapshot, { ingressClasses: this.opts.ingressClasses, generation: resourceVersion })
+      const { table, reports } = this.compiler.compile(read.snapshot, resourceVersion)
       const tls = this.opts.certificates?.compile(read.snapshot, reports, resourceVersion)
       // Both tables swap together: a handshake and the request after it see the same version.
       this.table = table
@@ -194,6 +207,9 @@ export class Reloader {
     if (metrics === undefined) return
     metrics.configGeneration.set(this.servedVersion)
     metrics.reloadDuration.set(this.lastReloadMs / 1000)
+    // The snapshot keeps the list while no Secret changes: the expiry gauges stand.
+    if (secrets === this.lastSecrets) return
+    this.lastSecrets = secrets
     const next = new Map<string, { namespace: string, name: string, notAfter: number }>()
     metrics.certificateExpiry.reset()
     for (const secret of secrets) {
@@ -213,31 +229,92 @@ export class Reloader {
     this.expiryCache = next
   }
 
+  /**
+   * Writes the statuses that changed. A report the compiler carried over (the same object) with
+   * the same generation, address and certificate problems renders the same status, so it is
+   * skipped without rendering; the others are rendered and written if their text changed.
+   */
   private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number, tls?: CertificateCompileResult): void {
-    const generations = new Map(ingresses.map(i => [`${i.metadata.namespace ?? ''}/${i.metadata.name}`, i.metadata.generation]))
     const address = this.opts.publishAddress()
-    const changed: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> }[] = []
-    const next = new Map<string, string>()
-    for (const report of reports) {
+    const changed: { kind: KindName, namespace: string, name: string, status: string }[] = []
+    const pass = ++this.statusPass
+    const problemsOf = tls?.ingressProblems === undefined || tls.ingressProblems.size === 0 ? undefined : tls.ingressProblems
+    let current = 0
+    for (let i = 0; i < reports.length; i++) {
+      const report = reports[i] as IngressReport
+      const meta = ingresses[i]?.metadata
+      const generation = meta?.generation ?? 0
+      const uid = meta?.uid
+      // Looked up by the report object: a carried-over report costs no key building.
+      const same = this.statusByReport.get(report)
+      if (same !== undefined) {
+        if (same.pass === pass) continue
+        if (same.generation === generation && same.uid === uid && same.address === address && sameProblems(same.problems, problemsOf?.get(same.key))) {
+          same.pass = pass
+          current++
+          continue
+        }
+      }
       const key = `${report.namespace}/${report.name}`
-      const status = ingressStatusFromReport(report, address, generations.get(key) ?? 0, tls?.ingressProblems.get(key))
-      const text = JSON.stringify(status)
-      next.set(key, text)
-      if (this.lastStatuses.get(key) !== text) changed.push({ kind: 'Ingress', namespace: report.namespace, name: report.name, status })
+      const last = this.ingressStatuses.get(key)
+      if (last?.pass === pass) continue
+      current++
+      const problems = problemsOf?.get(key)
+      const text = JSON.stringify(ingressStatusFromReport(report, address, generation, problems))
+      // A delete removes the status row: an ingress deleted and created again is written even with the same text.
+      if (last?.text !== text || last.uid !== uid) changed.push({ kind: 'Ingress', namespace: report.namespace, name: report.name, status: text })
+      if (last !== undefined) this.statusByReport.delete(last.report)
+      const entry: RenderedStatus = { key, report, generation, uid, address, problems, text, pass }
+      this.ingressStatuses.set(key, entry)
+      this.statusByReport.set(report, entry)
     }
+    if (this.ingressStatuses.size > current) {
+      for (const [key, entry] of this.ingressStatuses) {
+        if (entry.pass === pass) continue
+        this.ingressStatuses.delete(key)
+        this.statusByReport.delete(entry.report)
+      }
+    }
+    const secrets = new Map<string, string>()
     for (const { namespace, name, status } of tls?.secretStatuses ?? []) {
-      const key = `Secret ${namespace}/${name}`
+      const key = `${namespace}/${name}`
       const text = JSON.stringify(status)
-      next.set(key, text)
-      if (this.lastStatuses.get(key) !== text) changed.push({ kind: 'Secret', namespace, name, status })
+      secrets.set(key, text)
+      if (this.secretStatuses.get(key) !== text) changed.push({ kind: 'Secret', namespace, name, status: text })
     }
-    this.lastStatuses = next
-    if (changed.length === 0) return
+    this.secretStatuses = secrets
+    if (changed.length === 0 && this.statusesPruned) return
     try {
-      this.opts.store.setStatuses(changed, resourceVersion)
+      this.opts.store.setStatuses(changed, resourceVersion, { prune: !this.statusesPruned })
+      this.statusesPruned = true
     } catch (err) {
-      this.lastStatuses.clear()
+      this.ingressStatuses.clear()
+      this.statusByReport.clear()
+      this.secretStatuses.clear()
       this.opts.logger.warn({ err }, 'could not record ingress status; will retry on the next change')
     }
   }
+}
+
+/** A status as last written, and what it was rendered from. */
+interface RenderedStatus {
+  /** `namespace/name`, made once. */
+  key: string
+  report: IngressReport
+  generation: number
+  uid: string | undefined
+  address: string
+  problems: readonly CertificateProblem[] | undefined
+  text: string
+  /** The writeStatuses pass that last saw this ingress. */
+  pass: number
+}
+
+function sameProblems (a: readonly CertificateProblem[] | undefined, b: readonly CertificateProblem[] | undefined): boolean {
+  if (a === b) return true
+  if (a === undefined || b === undefined || a.length !== b.length) return false
+  return a.every((p, i) => {
+    const q = b[i] as CertificateProblem
+    return p.host === q.host && p.secret === q.secret && p.reason === q.reason && p.message === q.message
+  })
 }

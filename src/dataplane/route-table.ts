@@ -102,11 +102,19 @@ export interface RouteTableParts {
   hosts: ReadonlyMap<string, HostEntry>
   /** Wildcard hosts by parent domain: `*.foo.com` is under `foo.com`. */
   wildcards: ReadonlyMap<string, HostEntry>
+  /**
+   * Changes over `hosts` and `wildcards`, looked at first: an entry, or null for a host taken
+   * away. An incremental compile shares the big maps between tables and makes only these anew.
+   */
+  hostChanges?: ReadonlyMap<string, HostEntry | null>
+  wildcardChanges?: ReadonlyMap<string, HostEntry | null>
   /** The host-less rules (''), used for hosts no rule names. */
   hostless?: HostEntry
   /** The catch-all default backend (an ingress with no rules). */
   catchAll?: RouteMatch
-  routes: readonly Route[]
+  /** Every route, or a function listing them when first asked (then routeCount is required). */
+  routes: readonly Route[] | (() => readonly Route[])
+  routeCount?: number
 }
 
 /** A frozen match without captures, built once per route. */
@@ -143,29 +151,46 @@ export function matchLength (kind: MatchKind, key: string): number {
 class FrozenRouteTable implements RouteTable {
   readonly generation: number
   readonly routeCount: number
-  readonly routes: readonly Route[]
+  /** The routes, or how to list them (an incremental compile lists them only when asked). */
+  #routes: readonly Route[] | (() => readonly Route[])
   readonly #hosts: ReadonlyMap<string, HostEntry>
   readonly #wildcards: ReadonlyMap<string, HostEntry>
+  readonly #hostChanges: ReadonlyMap<string, HostEntry | null> | undefined
+  readonly #wildcardChanges: ReadonlyMap<string, HostEntry | null> | undefined
   readonly #hostless: HostEntry | undefined
   readonly #catchAll: RouteMatch | undefined
 
   constructor (parts: RouteTableParts) {
     this.generation = parts.generation
-    this.routes = Object.isFrozen(parts.routes) ? parts.routes : Object.freeze([...parts.routes])
-    this.routeCount = this.routes.length
+    const routes = parts.routes
+    if (typeof routes === 'function') {
+      this.#routes = routes
+      this.routeCount = parts.routeCount ?? routes().length
+    } else {
+      this.#routes = Object.isFrozen(routes) ? routes : Object.freeze([...routes])
+      this.routeCount = routes.length
+    }
     this.#hosts = parts.hosts
     this.#wildcards = parts.wildcards
+    this.#hostChanges = parts.hostChanges === undefined || parts.hostChanges.size === 0 ? undefined : parts.hostChanges
+    this.#wildcardChanges = parts.wildcardChanges === undefined || parts.wildcardChanges.size === 0 ? undefined : parts.wildcardChanges
     this.#hostless = parts.hostless
     this.#catchAll = parts.catchAll
     Object.freeze(this)
   }
 
+  get routes (): readonly Route[] {
+    // A private field stays writable on a frozen object: the list is made once, on first use.
+    if (typeof this.#routes === 'function') this.#routes = this.#routes()
+    return this.#routes
+  }
+
   find (host: string, path: string): RouteMatch | undefined {
     if (path === '') path = '/'
-    let entry = this.#hosts.get(host)
+    let entry = lookup(this.#hosts, this.#hostChanges, host)
     if (entry === undefined && host !== '') {
       const dot = host.indexOf('.')
-      if (dot > 0) entry = this.#wildcards.get(host.slice(dot + 1))
+      if (dot > 0) entry = lookup(this.#wildcards, this.#wildcardChanges, host.slice(dot + 1))
     }
     if (entry !== undefined) {
       // A host that a rule names never falls through to the host-less rules or the catch-all.
@@ -188,6 +213,14 @@ class FrozenRouteTable implements RouteTable {
     }
     return undefined
   }
+}
+
+function lookup (base: ReadonlyMap<string, HostEntry>, changes: ReadonlyMap<string, HostEntry | null> | undefined, key: string): HostEntry | undefined {
+  if (changes !== undefined) {
+    const changed = changes.get(key)
+    if (changed !== undefined) return changed === null ? undefined : changed
+  }
+  return base.get(key)
 }
 
 /** Prefix matching, element-wise: `key` is the rule path without trailing slashes ('' for `/`). */

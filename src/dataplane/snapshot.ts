@@ -1,15 +1,18 @@
 /**
  * What the route and SNI tables are compiled from, read from the store in one read transaction
- * (one consistent version). Objects are parsed once per version: a reload re-reads only the rows
- * whose resourceVersion moved, so a single change to a store of thousands of objects costs a
- * version scan, not a parse of everything.
+ * (one consistent version). Objects are parsed once per version: a read after the first asks the
+ * store only for the rows changed and deleted since the version it last read (an index range),
+ * so a single change to a store of thousands of objects costs that change, not a scan.
+ *
+ * An unchanged object is the same object from one snapshot to the next, and a kind with no change
+ * keeps the same list, which is what lets the route compiler work incrementally.
  */
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress } from '../resources/ingress.js'
 import { kindDefinition, presentObject, type KindName } from '../resources/kinds.js'
 import type { Secret } from '../resources/secret.js'
 import type { Service } from '../resources/service.js'
-import type { ObjectStore } from '../store/object-store.js'
+import type { ObjectStore, StoredObject } from '../store/object-store.js'
 import type { RouteSnapshot } from './compile.js'
 import type { TlsSnapshot } from './compile-certificates.js'
 
@@ -20,18 +23,53 @@ export interface StoreSnapshot {
 }
 
 interface Cached {
-  resourceVersion: number
+  namespace: string
+  name: string
   object: unknown
-  privateKey?: string
+}
+
+/** One kind as last read: objects by key, and the list in the store's key order. */
+interface KindCache {
+  byKey: Map<string, Cached>
+  /** In (namespace, name) order, as the store lists them. */
+  sorted: Cached[]
+  list: unknown[]
 }
 
 const KINDS: readonly KindName[] = ['Ingress', 'Service', 'Endpoints', 'Secret']
 
+function emptyKind (): KindCache {
+  return { byKey: new Map(), sorted: [], list: [] }
+}
+
+/** The store's key order: namespace, then name (names are ASCII, so code-unit order is SQLite's byte order). */
+function compareKeys (a: { namespace: string, name: string }, b: { namespace: string, name: string }): number {
+  if (a.namespace !== b.namespace) return a.namespace < b.namespace ? -1 : 1
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0
+}
+
+/** Where `key` is, or would be inserted, in a sorted list. */
+function position (sorted: readonly Cached[], key: { namespace: string, name: string }): number {
+  let lo = 0
+  let hi = sorted.length
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1
+    if (compareKeys(sorted[mid] as Cached, key) < 0) lo = mid + 1
+    else hi = mid
+  }
+  return lo
+}
+
 /** Reads snapshots, keeping each object parsed for as long as its resourceVersion stands. */
 export class SnapshotReader {
-  private readonly cache = new Map<KindName, Map<string, Cached>>(KINDS.map(k => [k, new Map()]))
+  private kinds = new Map<KindName, KindCache>(KINDS.map(k => [k, emptyKind()]))
+  private privateKeys = new Map<string, string>()
+  /** The version the cache holds; -1 before the first read. */
+  private readVersion = -1
   /** Rows parsed by the last read: for tests and the benchmark. */
   parsedLastRead = 0
+  /** Whether the last read read every object (the first, or when the store could not say what changed): for tests. */
+  fullLastRead = false
 
   constructor (private readonly store: ObjectStore) {}
 
@@ -39,44 +77,117 @@ export class SnapshotReader {
   read (): StoreSnapshot {
     return this.store.db.transaction(() => {
       this.parsedLastRead = 0
-      const lists = new Map<KindName, unknown[]>()
-      const privateKeys = new Map<string, string>()
-      for (const kind of KINDS) {
-        const def = kindDefinition(kind)
-        const previous = this.cache.get(kind) as Map<string, Cached>
-        const next = new Map<string, Cached>()
-        const objects: unknown[] = []
-        for (const v of this.store.versions(kind)) {
-          const key = `${v.namespace}/${v.name}`
-          let entry = previous.get(key)
-          if (entry === undefined || entry.resourceVersion !== v.resourceVersion) {
-            const stored = this.store.get(kind, v.namespace, v.name)
-            if (stored === undefined) continue
-            entry = { resourceVersion: v.resourceVersion, object: presentObject(def, def.storageVersion, stored.meta, stored.content) }
-            if (kind === 'Secret') {
-              const key = this.store.privateKey(v.namespace, v.name)
-              if (key !== undefined) entry.privateKey = key
-            }
-            this.parsedLastRead++
-          }
-          next.set(key, entry)
-          objects.push(entry.object)
-          if (entry.privateKey !== undefined) privateKeys.set(key, entry.privateKey)
+      this.fullLastRead = false
+      const resourceVersion = this.store.resourceVersion()
+      const routingVersion = this.store.routingVersion()
+      if (resourceVersion !== this.readVersion) {
+        try {
+          const deleted = this.readVersion < 0 ? undefined : this.store.deletedSince(this.readVersion)
+          if (deleted === undefined || !this.readChanges(deleted)) this.readAll()
+        } catch (err) {
+          // Whatever was half applied, the next read starts over from everything.
+          this.readVersion = -1
+          throw err
         }
-        this.cache.set(kind, next)
-        lists.set(kind, objects)
+        this.readVersion = resourceVersion
       }
       return {
-        resourceVersion: this.store.resourceVersion(),
-        routingVersion: this.store.routingVersion(),
+        resourceVersion,
+        routingVersion,
         snapshot: {
-          ingresses: lists.get('Ingress') as Ingress[],
-          services: lists.get('Service') as Service[],
-          endpoints: lists.get('Endpoints') as Endpoints[],
-          secrets: lists.get('Secret') as Secret[],
-          privateKeys
+          ingresses: this.kind('Ingress').list as Ingress[],
+          services: this.kind('Service').list as Service[],
+          endpoints: this.kind('Endpoints').list as Endpoints[],
+          secrets: this.kind('Secret').list as Secret[],
+          privateKeys: this.privateKeys
         }
       }
     })()
+  }
+
+  private kind (kind: KindName): KindCache {
+    return this.kinds.get(kind) as KindCache
+  }
+
+  private parse (stored: StoredObject): Cached {
+    const def = kindDefinition(stored.kind)
+    this.parsedLastRead++
+    return { namespace: stored.meta.namespace, name: stored.meta.name, object: presentObject(def, def.storageVersion, stored.meta, stored.content) }
+  }
+
+  /** Reads every object (the first read, or a reader too far behind to catch up by changes). */
+  private readAll (): void {
+    this.fullLastRead = true
+    const keys = this.store.privateKeys()
+    const privateKeys = new Map<string, string>()
+    for (const kind of KINDS) {
+      const cache = emptyKind()
+      for (const stored of this.store.all(kind)) {
+        const entry = this.parse(stored)
+        const key = `${entry.namespace}/${entry.name}`
+        cache.byKey.set(key, entry)
+        cache.sorted.push(entry)
+        const privateKey = kind === 'Secret' ? keys.get(key) : undefined
+        if (privateKey !== undefined) privateKeys.set(key, privateKey)
+      }
+      cache.list = cache.sorted.map(e => e.object)
+      this.kinds.set(kind, cache)
+    }
+    this.privateKeys = privateKeys
+  }
+
+  /**
+   * Applies what changed since the version last read: deletions, then changed and new rows.
+   * Returns false when the result cannot be trusted (a kind's count disagrees with the store),
+   * and everything must be read again.
+   */
+  private readChanges (deleted: { kind: KindName, namespace: string, name: string }[]): boolean {
+    const touched = new Map<KindName, { byKey: Map<string, Cached>, sorted: Cached[] }>()
+    const edit = (kind: KindName): { byKey: Map<string, Cached>, sorted: Cached[] } | undefined => {
+      if (!KINDS.includes(kind)) return undefined
+      let next = touched.get(kind)
+      if (next === undefined) {
+        // Copies: the previous snapshot's lists stay as they were.
+        const cache = this.kind(kind)
+        next = { byKey: cache.byKey, sorted: cache.sorted.slice() }
+        touched.set(kind, next)
+      }
+      return next
+    }
+    let privateKeys: Map<string, string> | undefined
+    const keysToEdit = (): Map<string, string> => (privateKeys ??= new Map(this.privateKeys))
+
+    for (const d of deleted) {
+      const next = edit(d.kind)
+      if (next === undefined) continue
+      const key = `${d.namespace}/${d.name}`
+      if (!next.byKey.has(key)) continue
+      next.byKey.delete(key)
+      const at = position(next.sorted, d)
+      if (at < next.sorted.length && compareKeys(next.sorted[at] as Cached, d) === 0) next.sorted.splice(at, 1)
+      if (d.kind === 'Secret' && this.privateKeys.has(key)) keysToEdit().delete(key)
+    }
+    for (const stored of this.store.changedSince(this.readVersion)) {
+      const next = edit(stored.kind)
+      if (next === undefined) continue
+      const entry = this.parse(stored)
+      const key = `${entry.namespace}/${entry.name}`
+      const at = position(next.sorted, entry)
+      if (next.byKey.has(key)) next.sorted[at] = entry
+      else next.sorted.splice(at, 0, entry)
+      next.byKey.set(key, entry)
+      if (stored.kind === 'Secret') {
+        const privateKey = this.store.privateKey(entry.namespace, entry.name)
+        if (privateKey !== undefined) keysToEdit().set(key, privateKey)
+        else if (this.privateKeys.has(key)) keysToEdit().delete(key)
+      }
+    }
+    for (const [kind, next] of touched) {
+      // A delete the store did not record (say, by an older version of ingressd on the same file) shows here.
+      if (next.sorted.length !== next.byKey.size || this.store.count(kind) !== next.byKey.size) return false
+    }
+    for (const [kind, next] of touched) this.kinds.set(kind, { byKey: next.byKey, sorted: next.sorted, list: next.sorted.map(e => e.object) })
+    if (privateKeys !== undefined) this.privateKeys = privateKeys
+    return true
   }
 }

@@ -73,6 +73,9 @@ function jsonOrNull (value: Record<string, string> | undefined): string | null {
 /** Kinds whose writes can change what the data plane serves (IngressClass objects do not: classes are configuration). */
 const ROUTING_KINDS: ReadonlySet<KindName> = new Set(['Ingress', 'Service', 'Endpoints', 'Secret'])
 
+/** How many versions back deletions are kept for readers that follow the store (ObjectStore.deletedSince). */
+export const DELETIONS_KEPT = 100_000
+
 /** Where a list page starts: after this namespace/name. */
 export interface ListCursor {
   namespace: string
@@ -104,6 +107,11 @@ export class ObjectStore {
       audit: db.prepare('INSERT INTO audit_log (at, actor, client, verb, kind, namespace, name, resource_version, outcome) VALUES (@at, @actor, @client, @verb, @kind, @namespace, @name, @resourceVersion, @outcome)'),
       auditTail: db.prepare<[number], { at: string, actor: string, client: string, verb: string, kind: string, namespace: string, name: string, resource_version: number, outcome: string }>('SELECT at, actor, client, verb, kind, namespace, name, resource_version, outcome FROM audit_log ORDER BY id DESC LIMIT ?'),
       versions: db.prepare<[string], { namespace: string, name: string, resource_version: number }>('SELECT namespace, name, resource_version FROM objects WHERE kind = ? ORDER BY namespace, name'),
+      changedSince: db.prepare<[number], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE resource_version > ? ORDER BY resource_version`),
+      deletedSince: db.prepare<[number], { kind: string, namespace: string, name: string, resource_version: number }>('SELECT kind, namespace, name, resource_version FROM object_deletions WHERE resource_version > ? ORDER BY resource_version'),
+      count: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM objects WHERE kind = ?'),
+      recordDeletion: db.prepare<[number, string, string, string]>('INSERT INTO object_deletions (resource_version, kind, namespace, name) VALUES (?, ?, ?, ?)'),
+      pruneDeletions: db.prepare<[number]>('DELETE FROM object_deletions WHERE resource_version < ?'),
       key: db.prepare<[string, string], { private_key: string | null }>('SELECT private_key FROM objects WHERE kind = \'Secret\' AND namespace = ? AND name = ?'),
       keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
       bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
@@ -115,7 +123,8 @@ export class ObjectStore {
       remove: db.prepare<[string, string, string]>('DELETE FROM objects WHERE kind = ? AND namespace = ? AND name = ?'),
       removeStatus: db.prepare<[string, string, string]>('DELETE FROM object_status WHERE kind = ? AND namespace = ? AND name = ?'),
       status: db.prepare<[string, string, string], { status: string, observed_version: number }>('SELECT status, observed_version FROM object_status WHERE kind = ? AND namespace = ? AND name = ?'),
-      setStatus: db.prepare('INSERT INTO object_status (kind, namespace, name, status, observed_version) VALUES (@kind, @namespace, @name, @status, @observed) ON CONFLICT (kind, namespace, name) DO UPDATE SET status = excluded.status, observed_version = excluded.observed_version'),
+      // Only for an object that still exists: a report compiled before a delete never brings its status back.
+      setStatus: db.prepare('INSERT INTO object_status (kind, namespace, name, status, observed_version) SELECT @kind, @namespace, @name, @status, @observed WHERE EXISTS (SELECT 1 FROM objects o WHERE o.kind = @kind AND o.namespace = @namespace AND o.name = @name) ON CONFLICT (kind, namespace, name) DO UPDATE SET status = excluded.status, observed_version = excluded.observed_version'),
       pruneStatus: db.prepare('DELETE FROM object_status WHERE NOT EXISTS (SELECT 1 FROM objects o WHERE o.kind = object_status.kind AND o.namespace = object_status.namespace AND o.name = object_status.name)')
     }
   }
@@ -193,6 +202,25 @@ export class ObjectStore {
     return this.stmt.versions.all(kind).map(r => ({ namespace: r.namespace, name: r.name, resourceVersion: r.resource_version }))
   }
 
+  /** Every object changed or created after `resourceVersion`, oldest change first (an index range, not a scan). */
+  changedSince (resourceVersion: number): StoredObject[] {
+    return this.stmt.changedSince.all(resourceVersion).map(rowToObject)
+  }
+
+  /**
+   * Objects deleted after `resourceVersion`, oldest first; undefined when the store no longer
+   * keeps deletions that far back (DELETIONS_KEPT versions), and the caller must read everything.
+   */
+  deletedSince (resourceVersion: number): { kind: KindName, namespace: string, name: string, resourceVersion: number }[] | undefined {
+    if (resourceVersion < this.resourceVersion() - DELETIONS_KEPT) return undefined
+    return this.stmt.deletedSince.all(resourceVersion).map(r => ({ kind: r.kind as KindName, namespace: r.namespace, name: r.name, resourceVersion: r.resource_version }))
+  }
+
+  /** How many objects of a kind are stored. */
+  count (kind: KindName): number {
+    return this.stmt.count.get(kind)?.n ?? 0
+  }
+
   /** A Secret's private key, for the TLS layer and for writes that keep the stored key. Never served. */
   privateKey (namespace: string, name: string): string | undefined {
     return this.stmt.key.get(namespace, name)?.private_key ?? undefined
@@ -257,7 +285,10 @@ export class ObjectStore {
     if (existing === undefined) throw new IngressdError('INGRESSD_ERR_NOT_FOUND', `${kind.toLowerCase()} "${name}" not found`, { subject: { name, group: subject.group, kind } })
     this.stmt.remove.run(kind, namespace, name)
     this.stmt.removeStatus.run(kind, namespace, name)
-    this.bump()
+    const rv = this.bump()
+    // Readers that follow the store by version learn of the delete here (deletedSince).
+    this.stmt.recordDeletion.run(rv, kind, namespace, name)
+    if (rv % 1000 === 0) this.stmt.pruneDeletions.run(rv - DELETIONS_KEPT)
     if (ROUTING_KINDS.has(kind)) this.stmt.bumpRouting.run()
     return existing
   }
@@ -268,15 +299,27 @@ export class ObjectStore {
     return row === undefined ? undefined : { status: JSON.parse(row.status), observedVersion: row.observed_version }
   }
 
-  /** Records the data plane's reports in one transaction that does not bump the resourceVersion. */
-  setStatuses (entries: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> }[], observed: number): void {
+  /**
+   * Records the data plane's reports in one transaction that does not bump the resourceVersion.
+   * A report about an object deleted since is dropped. `prune` also removes the status rows of
+   * objects that no longer exist (a scan of every status: a follower does it once, at its start;
+   * after that, a delete removes its status and no write brings one back).
+   */
+  setStatuses (entries: { kind: KindName, namespace: string, name: string, status: Record<string, unknown> | string }[], observed: number, opts: { prune?: boolean } = {}): void {
+    // Statuses are derived: a follower writes them all again when it starts. So their commit does
+    // not wait for its own fsync (WAL with synchronous=NORMAL: consistent, and made durable by the
+    // next FULL commit or checkpoint); the admin writes keep synchronous=FULL.
+    const synchronous = this.db.pragma('synchronous', { simple: true }) as number
+    if (synchronous > 1) this.db.pragma('synchronous = NORMAL')
     try {
       this.db.transaction(() => {
-        for (const e of entries) this.stmt.setStatus.run({ kind: e.kind, namespace: e.namespace, name: e.name, status: JSON.stringify(e.status), observed })
-        this.stmt.pruneStatus.run()
+        for (const e of entries) this.stmt.setStatus.run({ kind: e.kind, namespace: e.namespace, name: e.name, status: typeof e.status === 'string' ? e.status : JSON.stringify(e.status), observed })
+        if (opts.prune !== false) this.stmt.pruneStatus.run()
       }).immediate()
     } catch (err) {
       throw translateSqliteError(err)
+    } finally {
+      if (synchronous > 1) this.db.pragma(`synchronous = ${synchronous}`)
     }
   }
 

@@ -11,6 +11,7 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { startTestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { apply, serviceManifests } from '../helpers/backends.js'
+import { prepareObject } from '../../src/resources/kinds.js'
 
 const ING = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 
@@ -182,4 +183,48 @@ t.test('writes that change nothing served do not rebuild the tables', async t =>
   // An annotation can change routing: it compiles.
   await gw.api('PATCH', `${ING}/quiet`, { metadata: { annotations: { 'nginx.ingress.kubernetes.io/rewrite-target': '/x' } } })
   t.equal(gw.gateway.reloader.compiles, before + 1)
+})
+
+t.test('statuses follow the incremental compile: a conflict lost and then won, a service appearing, a delete and re-create', async t => {
+  const gw = await startTestGateway(t)
+  const origin = await startOrigin(t, 'echo')
+  await apply(gw, [...serviceManifests('echo', [origin]), ingress('first', 'shared.example.com', 'echo')])
+  const conditions = async (name: string): Promise<Record<string, { status: string, message: string }>> => {
+    const res = await gw.api('GET', `${ING}/${name}`)
+    return Object.fromEntries((res.body?.status?.conditions ?? []).map((c: { type: string, status: string, message: string }) => [c.type, c]))
+  }
+  // Created later on the same host and path: it loses, and says so in the reply.
+  const second = await gw.api('POST', ING, ingress('second', 'shared.example.com', 'echo'))
+  t.equal(second.status, 201)
+  const lost = Object.fromEntries(second.body.status.conditions.map((c: { type: string }) => [c.type, c]))
+  t.equal(lost.Served?.status, 'False')
+  t.match(lost.Conflicted?.message, /served by default\/first/)
+  t.equal((await conditions('first')).Served?.status, 'True')
+
+  // The older one goes: the younger one's status changes although the younger one did not.
+  t.equal((await gw.api('DELETE', `${ING}/first`)).status, 200)
+  const won = await conditions('second')
+  t.equal(won.Served?.status, 'True')
+  t.equal(won.Conflicted, undefined)
+
+  // A backend that does not exist yet, then does: the status follows the Service.
+  await gw.api('POST', ING, ingress('later', 'later.example.com', 'later-svc'))
+  t.equal((await conditions('later')).BackendsReady?.status, 'False')
+  await apply(gw, serviceManifests('later-svc', [origin]))
+  t.equal((await conditions('later')).BackendsReady, undefined, 'no backend problem once the Service and Endpoints exist')
+
+  // Deleted and created again, same spec: the status row, removed by the delete, is written again.
+  t.equal((await gw.api('DELETE', `${ING}/second`)).status, 200)
+  const again = await gw.api('POST', ING, ingress('second', 'shared.example.com', 'echo'))
+  t.equal(Object.fromEntries(again.body.status.conditions.map((c: { type: string }) => [c.type, c])).Served?.status, 'True')
+  const res = await request(`${gw.http}/`, { headers: { host: 'shared.example.com' } })
+  await res.body.text()
+  t.equal(res.statusCode, 200)
+
+  // The same within one reload pass: both commits land before the reloader looks.
+  const { store, reloader } = gw.gateway
+  store.write(() => store.delete('Ingress', 'default', 'second', { group: 'networking.k8s.io' }))
+  store.write(() => store.put(prepareObject(ingress('second', 'shared.example.com', 'echo'), { namespace: 'default' }, () => undefined), 'create'))
+  while (reloader.generation < store.resourceVersion()) await new Promise(resolve => setTimeout(resolve, 5))
+  t.equal((store.status('Ingress', 'default', 'second')?.status.conditions as { type: string, status: string }[] | undefined)?.find(c => c.type === 'Served')?.status, 'True', 'the status is written again though its text did not change')
 })
