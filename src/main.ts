@@ -32,11 +32,15 @@ export interface Gateway {
 /**
  * The logger every part writes through: JSON lines on stdout, written asynchronously (lines
  * queue while a write is in progress) so an access line per request never makes the data plane
- * wait on a slow pipe; call `flush()` before exiting. No log call passes headers, bodies or keys, so nothing needs
- * redacting on the hot path; tests assert that Authorization, cookies and keys never appear.
+ * wait on a slow pipe. Lines are written in batches of at least 4 KiB, or every 100 ms, whichever
+ * comes first: one write per access line cost the proxy about a sixth of its CPU per request. A
+ * line is thus at most 100 ms late; pino writes what is queued when the process exits, and
+ * `flush()` before exiting does it explicitly (a SIGKILL loses at most those 100 ms). No log call
+ * passes headers, bodies or keys, so nothing needs redacting on the hot path; tests assert that
+ * Authorization, cookies and keys never appear.
  */
 export function createLogger (level: Config['logLevel']): Logger {
-  return pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: false }))
+  return pino({ level, base: { pid: process.pid } }, pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 100 }))
 }
 
 /** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
