@@ -106,7 +106,6 @@ export class ObjectStore {
       listKind: db.prepare<[string], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE kind = ? ORDER BY namespace, name`),
       audit: db.prepare('INSERT INTO audit_log (at, actor, client, verb, kind, namespace, name, resource_version, outcome) VALUES (@at, @actor, @client, @verb, @kind, @namespace, @name, @resourceVersion, @outcome)'),
       auditTail: db.prepare<[number], { at: string, actor: string, client: string, verb: string, kind: string, namespace: string, name: string, resource_version: number, outcome: string }>('SELECT at, actor, client, verb, kind, namespace, name, resource_version, outcome FROM audit_log ORDER BY id DESC LIMIT ?'),
-      versions: db.prepare<[string], { namespace: string, name: string, resource_version: number }>('SELECT namespace, name, resource_version FROM objects WHERE kind = ? ORDER BY namespace, name'),
       changedSince: db.prepare<[number], ObjectRowRaw>(`SELECT ${COLUMNS} FROM objects WHERE resource_version > ? ORDER BY resource_version`),
       deletedSince: db.prepare<[number], { kind: string, namespace: string, name: string, resource_version: number }>('SELECT kind, namespace, name, resource_version FROM object_deletions WHERE resource_version > ? ORDER BY resource_version'),
       count: db.prepare<[string], { n: number }>('SELECT count(*) AS n FROM objects WHERE kind = ?'),
@@ -195,11 +194,6 @@ export class ObjectStore {
   /** The newest audit entries, newest first. */
   auditEntries (limit: number): (Omit<AuditEntry, 'resourceVersion'> & { at: string, resourceVersion: number })[] {
     return this.stmt.auditTail.all(limit).map(r => ({ at: r.at, actor: r.actor as AuditEntry['actor'], client: r.client, verb: r.verb as AuditEntry['verb'], kind: r.kind as KindName, namespace: r.namespace, name: r.name, resourceVersion: r.resource_version, outcome: r.outcome as AuditEntry['outcome'] }))
-  }
-
-  /** Every object of a kind as (namespace, name, resourceVersion), in key order: what changed since a snapshot, cheaply. */
-  versions (kind: KindName): { namespace: string, name: string, resourceVersion: number }[] {
-    return this.stmt.versions.all(kind).map(r => ({ namespace: r.namespace, name: r.name, resourceVersion: r.resource_version }))
   }
 
   /** Every object changed or created after `resourceVersion`, oldest change first (an index range, not a scan). */
