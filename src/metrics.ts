@@ -5,6 +5,7 @@
  * never the client's Host header, which a client could make unbounded.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { RouteNames } from './dataplane/route-table.js'
 
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
@@ -36,13 +37,15 @@ export class GatewayMetrics {
 
   /**
    * Counts one request. prom-client hashes and checks the label set on every inc(), which cost
-   * a few percent of the proxy's CPU; here a request costs one Map lookup by a key the caller
-   * builds once per route, and the counts reach the counter whenever it is scraped.
+   * a few percent of the proxy's CPU; here a request costs one Map lookup by the route's key
+   * (built once per route) and its status class, and the counts reach the counter whenever it
+   * is scraped.
    */
-  countRequest (key: string, labels: () => RequestLabels): void {
+  countRequest (route: RouteNames, statusClass: string): void {
+    const key = `${route.key} ${statusClass}`
     const entry = this.pendingRequests.get(key)
     if (entry !== undefined) entry.n++
-    else this.pendingRequests.set(key, { labels: labels(), n: 1 })
+    else this.pendingRequests.set(key, { labels: { ingress: route.ingress, host: route.host, service: route.service, status_class: statusClass }, n: 1 })
   }
 
   private flushRequests (): void {

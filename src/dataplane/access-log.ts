@@ -10,6 +10,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { pino, type Logger } from 'pino'
 import { requestHost } from './http2-compat.js'
 import type { RequestInfo } from './proxy.js'
+import { routeNames } from './route-table.js'
 
 const INFO = 30
 
@@ -36,7 +37,7 @@ export function createAccessLog (logger: Logger): (req: FastifyRequest, reply: F
     const bytes = info?.bytes ?? (Number(reply.getHeader('content-length') ?? 0) || undefined)
     if (bytes !== undefined) line += `,"bytes":${bytes}`
     if (info?.upstream !== undefined) line += `,"upstream":${str(`${info.upstream.host}:${info.upstream.port}`)}`
-    if (info?.route !== undefined) line += `,"ingress":${str(`${info.route.ingress.namespace}/${info.route.ingress.name}`)}`
+    if (info?.route !== undefined) line += `,"ingress":${str(routeNames(info.route).ingress)}`
     if (info?.upstreamMs !== undefined) line += `,"upstreamMs":${Math.round(info.upstreamMs * 100) / 100}`
     line += `,"ms":${Math.round(reply.elapsedTime * 100) / 100},"msg":"access"}\n`
     internals[pino.symbols.streamSym].write(line)

@@ -19,7 +19,7 @@ import type { Condition } from '../resources/meta.js'
 import type { Ingress } from '../resources/ingress.js'
 import { CERT_KEY, type Secret } from '../resources/secret.js'
 import { certificateCovers, checkTlsMaterial, type ServingInfo } from '../resources/tls-material.js'
-import type { IngressReport } from './compile.js'
+import { ageOf, type IngressReport } from './compile.js'
 import { createSniTable, TlsContextCache, type ServedCertificate, type SniTable } from './sni-table.js'
 import { createCertificateContext, type PemPair } from './tls-options.js'
 
@@ -90,11 +90,6 @@ function normalizeTlsHost (host: unknown): string {
   if (typeof host !== 'string') return ''
   const lower = host.trim().toLowerCase()
   return lower.endsWith('.') ? lower.slice(0, -1) : lower
-}
-
-function ageOf (ing: Ingress): number {
-  const t = Date.parse(ing.metadata?.creationTimestamp ?? '')
-  return Number.isNaN(t) ? Infinity : t
 }
 
 function idOf (ing: Ingress): string {

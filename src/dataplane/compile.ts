@@ -119,7 +119,8 @@ function ingressClassOf (ing: Ingress): string | undefined {
   return undefined
 }
 
-function ageOf (ing: Ingress): number {
+/** When an ingress was created, for oldest-wins conflicts (one with no timestamp counts as newest). */
+export function ageOf (ing: Ingress): number {
   const t = Date.parse(ing.metadata?.creationTimestamp ?? '')
   return Number.isNaN(t) ? Infinity : t
 }

@@ -263,11 +263,11 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     return known
   }
 
-  const facts = (req: IncomingMessage, host: string, requestId: string): ConnectionFacts => ({
+  const facts = (req: IncomingMessage, requestId: string): ConnectionFacts => ({
     peer: req.socket.remoteAddress ?? '',
     proto,
     port: req.socket.localPort ?? 0,
-    host: requestHost(req.headers) ?? host,
+    host: requestHost(req.headers) ?? '',
     requestId
   })
 
@@ -318,11 +318,17 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const { match, upstream } = resolved
     const s = match.route.settings
     reply.ingressd = { route: match.route, upstream }
-    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), peerTrusted(req))
+    const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
     const hasBody = requestHasBody(req)
     let body: Readable | null = null
-    // Aborts the upstream attempt in flight (set below, once there is one to abort).
-    let abortUpstream: (reason: Error) => void = () => {}
+    // The upstream attempt in flight, for the send timeout, the body limit and the client's close
+    // to abort; a reason given between attempts aborts the next one at once.
+    let attempt: UpstreamAttempt | undefined
+    let abortReason: Error | undefined
+    const abortUpstream = (reason: Error): void => {
+      abortReason ??= reason
+      attempt?.abort(reason)
+    }
     // proxy-body-size (0, or the annotation's "0" as Infinity: no limit), checked on Content-Length
     // before the upstream is contacted, then on the bytes of a streamed body as they pass.
     const bodyLimit = s.bodySizeLimit ?? settings.proxyBodySize
@@ -364,13 +370,6 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       body = relay
     }
     const res: ServerResponse = reply.raw
-    // The attempt in flight, for the client's close and the send timeout to abort.
-    let attempt: UpstreamAttempt | undefined
-    let abortReason: Error | undefined
-    abortUpstream = (reason: Error): void => {
-      abortReason ??= reason
-      attempt?.abort(reason)
-    }
     const onClose = (): void => { if (!res.writableFinished) abortUpstream(abortError('the client closed the connection')) }
     res.once('close', onClose)
     const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
@@ -385,7 +384,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const tried = new Set<Upstream>([upstream])
     let target = upstream
     const sentAt = performance.now()
-    for (let attempt1 = 1; ; attempt1++) {
+    for (let tries = 1; ; tries++) {
       try {
         attempt = new UpstreamAttempt(res, requestId, info, responseHeaders, () => {
           // The response has started: from here on the attempt writes to the client itself.
@@ -414,10 +413,10 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         info.upstreamError = code
         info.upstreamMs = performance.now() - sentAt
         metrics?.upstreamErrors.inc({ kind: code })
-        request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt: attempt1 }, 'upstream request failed')
+        request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt: tries }, 'upstream request failed')
         const neverConnected = NEVER_CONNECTED.has(String((err as { code?: unknown }).code ?? ''))
         const retriable = neverConnected || (idempotent && (code === 'INGRESSD_ERR_UPSTREAM_UNREACHABLE' || code === 'INGRESSD_ERR_UPSTREAM_RESET'))
-        const next = attempt1 < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
+        const next = tries < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
         if (next !== undefined) {
           tried.add(next)
           target = next
@@ -447,7 +446,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       socket.end(rawErrorResponse(resolved.code, requestId))
       return
     }
-    const headers = upstreamRequestHeaders(req.headers, facts(req, '', requestId), peerTrusted(req))
+    const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
     headers.connection = 'upgrade'
     if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade
     const connectTimeout = resolved.match.route.settings.connectTimeoutMs ?? settings.proxyConnectTimeoutMs

@@ -223,6 +223,27 @@ function lookup (base: ReadonlyMap<string, HostEntry>, changes: ReadonlyMap<stri
   return base.get(key)
 }
 
+/** How metrics and the access log name a route, with `key` joining the three. */
+export interface RouteNames { readonly ingress: string, readonly host: string, readonly service: string, readonly key: string }
+
+/** The names of a request that matched no route. */
+export const NO_ROUTE_NAMES: RouteNames = Object.freeze({ ingress: '', host: '', service: '', key: '' })
+
+const namesByRoute = new WeakMap<Route, RouteNames>()
+
+/** A route's names, built once per compiled route rather than per request. */
+export function routeNames (route: Route | undefined): RouteNames {
+  if (route === undefined) return NO_ROUTE_NAMES
+  let names = namesByRoute.get(route)
+  if (names === undefined) {
+    const ingress = `${route.ingress.namespace}/${route.ingress.name}`
+    const service = `${route.backend.namespace}/${route.backend.service}`
+    names = Object.freeze({ ingress, host: route.host, service, key: `${ingress} ${route.host} ${service}` })
+    namesByRoute.set(route, names)
+  }
+  return names
+}
+
 /** Prefix matching, element-wise: `key` is the rule path without trailing slashes ('' for `/`). */
 function prefixMatches (path: string, key: string): boolean {
   return path.startsWith(key) && (path.length === key.length || path.charCodeAt(key.length) === SLASH)

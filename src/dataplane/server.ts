@@ -13,7 +13,7 @@ import { createProxy, errorBody, newRequestId, type RequestInfo, type TableSourc
 import { httpsFastifyOptions, prepareHttpsServer, type DataPlaneTls } from './https.js'
 import type { HttpsRedirectOptions } from './ssl-redirect.js'
 import { createAccessLog } from './access-log.js'
-import type { Route } from './route-table.js'
+import { routeNames } from './route-table.js'
 
 export interface DataPlaneOptions {
   tables: TableSource
@@ -76,8 +76,7 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
     const info = reply.ingressd as RequestInfo | null
     if (metrics !== undefined) {
       const statusLabel = statusClass(reply.statusCode)
-      const route = info?.route
-      metrics.countRequest(`${route === undefined ? '' : routeKey(route)} ${statusLabel}`, () => ({ ingress: route === undefined ? '' : `${route.ingress.namespace}/${route.ingress.name}`, host: route?.host ?? '', service: route === undefined ? '' : `${route.backend.namespace}/${route.backend.service}`, status_class: statusLabel }))
+      metrics.countRequest(routeNames(info?.route), statusLabel)
       metrics.requestDuration.observe({ status_class: statusLabel }, reply.elapsedTime / 1000)
     }
     accessLog(req, reply, info)
@@ -95,17 +94,6 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   app.addHook('onClose', async () => { await proxy.close() })
   shutdowns.set(app, { proxy, tracker: new ConnectionTracker(app.server as unknown as NetServer, opts.tls !== undefined) })
   return app
-}
-
-/** A route's metrics key (ingress, host, service), built once per compiled route. */
-const routeKeys = new WeakMap<Route, string>()
-function routeKey (route: Route): string {
-  let key = routeKeys.get(route)
-  if (key === undefined) {
-    key = `${route.ingress.namespace}/${route.ingress.name} ${route.host} ${route.backend.namespace}/${route.backend.service}`
-    routeKeys.set(route, key)
-  }
-  return key
 }
 
 /**

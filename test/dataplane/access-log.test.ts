@@ -16,7 +16,7 @@ function capture (): { logger: pino.Logger, lines: string[] } {
   return { logger: pino({ level: 'info', base: { pid: 4242 } }, sink).child({ component: 'dataplane' }), lines }
 }
 
-const route = { ingress: { namespace: 'default', name: 'web' } } as unknown as NonNullable<RequestInfo['route']>
+const route = { ingress: { namespace: 'default', name: 'web' }, host: 'web.example.com', backend: { namespace: 'default', service: 'web' } } as unknown as NonNullable<RequestInfo['route']>
 
 const cases: { name: string, req: Record<string, unknown>, status: number, contentLength?: string, info: RequestInfo | null }[] = [
   {

@@ -6,10 +6,11 @@
 import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import t from 'tap'
-import { Pool, request } from 'undici'
+import { request } from 'undici'
 import { WebSocket, WebSocketServer } from 'ws'
 import { startTestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
+import { startSteadyLoad } from '../helpers/load.js'
 import { apply, serviceManifests } from '../helpers/backends.js'
 import { prepareObject } from '../../src/resources/kinds.js'
 
@@ -53,28 +54,7 @@ t.test('1,000 changes to other routes: zero failed requests on a stable route, a
   ws.on('close', () => { wsClosed = true })
 
   // Steady keep-alive load on the stable route.
-  const pool = new Pool(gw.http, { connections: 8 })
-  t.teardown(() => pool.close())
-  let ok = 0
-  let failed = 0
-  const failures: string[] = []
-  const load = { running: true }
-  const loops = Array.from({ length: 8 }, async () => {
-    while (load.running) {
-      try {
-        const res = await pool.request({ path: '/stable', method: 'GET', headers: { host: 'stable.example.com' } })
-        const body = await res.body.text()
-        if (res.statusCode === 200 && body.includes('"server":"stable"')) ok++
-        else {
-          failed++
-          failures.push(`${res.statusCode} ${body.slice(0, 80)}`)
-        }
-      } catch (err) {
-        failed++
-        failures.push((err as Error).message)
-      }
-    }
-  })
+  const load = startSteadyLoad(t, gw.http, { host: 'stable.example.com', path: '/stable', origin: stable, connections: 8 })
 
   // 1,000 admin changes to other routes, each checked live right after its call returns.
   let changes = 0
@@ -108,8 +88,7 @@ t.test('1,000 changes to other routes: zero failed requests on a stable route, a
     if (i % 25 === 0) ws.send(`m${i}`)
   }
   const churnMs = Date.now() - started
-  load.running = false
-  await Promise.all(loops)
+  await load.stop()
 
   ws.send('last')
   await new Promise(resolve => setTimeout(resolve, 200))
@@ -118,9 +97,9 @@ t.test('1,000 changes to other routes: zero failed requests on a stable route, a
   t.equal(echoes.length, echoes.filter(e => e.startsWith('echo:')).length)
   ws.close()
 
-  t.comment(`${changes} changes in ${churnMs} ms; ${ok} requests on the stable route, ${failed} failed; ${echoes.length} WebSocket echoes`)
-  t.equal(failed, 0, `no request on the stable route failed${failures.length > 0 ? `: ${failures.slice(0, 3).join('; ')}` : ''}`)
-  t.ok(ok > 100, 'the stable route carried load throughout')
+  t.comment(`${changes} changes in ${churnMs} ms; ${load.ok} requests on the stable route, ${load.failed} failed; ${echoes.length} WebSocket echoes`)
+  t.equal(load.failed, 0, `no request on the stable route failed${load.failures.length > 0 ? `: ${load.failures.slice(0, 3).join('; ')}` : ''}`)
+  t.ok(load.ok > 100, 'the stable route carried load throughout')
   t.equal(notLive, 0, 'every change was live when its admin call returned')
 })
 

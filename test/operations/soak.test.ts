@@ -14,9 +14,10 @@ import { connect, type Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import t from 'tap'
-import { Pool, request } from 'undici'
+import { request } from 'undici'
 import { startTestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
+import { startSteadyLoad } from '../helpers/load.js'
 import { apply, serviceManifests } from '../helpers/backends.js'
 
 const ING = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
@@ -137,38 +138,10 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
   }
   t.ok(openAtStart >= idleTarget, `the data plane counts them (${openAtStart} open on the HTTP listener)`)
 
-  const running = { load: true, churn: true }
+  const running = { churn: true }
 
   // 2. Sustained keep-alive load on the stable route.
-  const pool = new Pool(gw.http, { connections: LOAD_CONNECTIONS })
-  let poolClosed = false
-  const closePool = async (): Promise<void> => {
-    if (poolClosed) return
-    poolClosed = true
-    await pool.close()
-  }
-  t.teardown(closePool)
-  let ok = 0
-  let failed = 0
-  const failures: string[] = []
-  const loops = Array.from({ length: LOAD_CONNECTIONS }, async () => {
-    while (running.load) {
-      try {
-        const res = await pool.request({ path: '/stable', method: 'GET', headers: { host: 'stable.example.com' } })
-        const body = await res.body.text()
-        if (res.statusCode === 200 && body.includes('"server":"stable"')) ok++
-        else {
-          failed++
-          if (failures.length < 10) failures.push(`${res.statusCode} ${body.slice(0, 80)}`)
-        }
-      } catch (err) {
-        failed++
-        if (failures.length < 10) failures.push((err as Error).message)
-      }
-      // The echo origins remember every request; keep that from looking like a gateway leak.
-      if (stable.seen.length > 1000) stable.seen.length = 0
-    }
-  })
+  const load = startSteadyLoad(t, gw.http, { host: 'stable.example.com', path: '/stable', origin: stable, connections: LOAD_CONNECTIONS })
 
   // 3. Config churn on other hosts: every ~50 ms one write, cycling through ingress creates,
   // updates and deletes (creates twice as often, capped at MAX_EXTRA_INGRESSES alive), updates
@@ -238,15 +211,14 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
       dpHeap: metric(text, 'ingressd_nodejs_heap_size_used_bytes'),
       open: metric(text, 'ingressd_active_connections', '{listener="http"}'),
       idle: idle.size,
-      ok
+      ok: load.ok
     })
     if (churn.seen.length > 1000) churn.seen.length = 0
   }
   const soakMs = Date.now() - soakStart
   running.churn = false
   await churnLoop
-  running.load = false
-  await Promise.all(loops)
+  await load.stop()
   const idleHeld = Math.min(...samples.map(s => s.idle))
 
   // 5. Close the idle sockets from the client side; each must close without an error, and the
@@ -257,7 +229,7 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
     sock.once('close', () => resolve())
     sock.end()
   })))
-  await closePool()
+  await load.close()
   let openAfter = NaN
   for (let i = 0; i < 50; i++) {
     openAfter = metric(await scrape(), 'ingressd_active_connections', '{listener="http"}')
@@ -266,13 +238,13 @@ t.test(`soak: ${SOAK_SECONDS} s of keep-alive load, config churn and idle socket
   }
 
   const fmt = (b: number): string => (b / MB).toFixed(1)
-  t.comment(`soak ${(soakMs / 1000).toFixed(1)} s: ${ok} requests on the stable route (${Math.round(ok / (soakMs / 1000))}/s), ${failed} failed; ${writes} admin writes (${writeErrors} refused), ${liveIngresses.length} extra ingresses and ${liveEndpoints.length} extra endpoints alive at the end`)
+  t.comment(`soak ${(soakMs / 1000).toFixed(1)} s: ${load.ok} requests on the stable route (${Math.round(load.ok / (soakMs / 1000))}/s), ${load.failed} failed; ${writes} admin writes (${writeErrors} refused), ${liveIngresses.length} extra ingresses and ${liveEndpoints.length} extra endpoints alive at the end`)
   t.comment(`idle sockets: target ${idleTarget}, fewest held at a sample ${idleHeld}, closed by the gateway ${unexpectedCloses} (reopened ${reopened}), errors ${idleErrors}, closed cleanly at the end ${cleanCloses}/${toClose.length}; data plane open connections after: ${openAfter}`)
   t.comment('memory curve (MB; t s: rss / heapUsed | data plane rss / heap | open conns):')
   for (const s of samples) t.comment(`  ${String(s.s).padStart(4)} s: ${fmt(s.rss)} / ${fmt(s.heap)} | ${fmt(s.dpRss)} / ${fmt(s.dpHeap)} | ${s.open}`)
 
-  t.equal(failed, 0, `no request on the stable route failed${failures.length > 0 ? `: ${failures.join('; ')}` : ''}`)
-  t.ok(ok > SOAK_SECONDS * 100, `the load carried many requests (${ok})`)
+  t.equal(load.failed, 0, `no request on the stable route failed${load.failures.length > 0 ? `: ${load.failures.join('; ')}` : ''}`)
+  t.ok(load.ok > SOAK_SECONDS * 100, `the load carried many requests (${load.ok})`)
   t.equal(writeErrors, 0, `every admin write was accepted${writeFailures.length > 0 ? `: ${writeFailures.join('; ')}` : ''}`)
   t.ok(writes > SOAK_SECONDS * 5, `the churn made many writes (${writes})`)
 
