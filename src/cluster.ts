@@ -15,36 +15,14 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/config.js'
-import { buildConfiguredAdmin, formatAddress, logServing, startDataPlane } from './main.js'
+import { buildConfiguredAdmin } from './admin/app.js'
+import { logServing } from './logger.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
 import { GatewayState } from './store/gateway-state.js'
 import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
-
-/** Which worker slot (0 to workers - 1) a forked worker fills; a replacement takes its predecessor's. */
-const SLOT_ENV = 'INGRESSD_WORKER_SLOT'
-
-/** Primary to worker. */
-type ToWorker = { type: 'ingressd:commit', resourceVersion: number } | { type: 'ingressd:shutdown' }
-/** Worker to primary. */
-type FromWorker =
-  | { type: 'ingressd:ready', pid: number, http: AddressInfo, https: AddressInfo }
-  | { type: 'ingressd:served', resourceVersion: number, problem?: string }
-
-function isMessage<T extends { type: string }> (message: unknown): message is T {
-  return typeof message === 'object' && message !== null && typeof (message as { type?: unknown }).type === 'string' && (message as { type: string }).type.startsWith('ingressd:')
-}
-
-/** True in a process forked by `startPrimary`. */
-export function isWorkerProcess (): boolean {
-  return cluster.isWorker
-}
-
-/** What `ingressd serve` runs and stops, in the primary and in each worker alike. */
-export interface Running {
-  close: (graceMs?: number) => Promise<void>
-}
+import { isMessage, SLOT_ENV, type FromWorker, type Running, type ToWorker } from './cluster-protocol.js'
 
 interface Slot {
   index: number
@@ -179,63 +157,5 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     unsubscribe()
     db.close()
     throw err
-  }
-}
-
-/** Reports every version the worker's Reloader serves to the primary, whose ChangeFeed writes wait on. */
-class WorkerFeed extends ChangeFeed {
-  override reportServed (followerId: string, resourceVersion: number, problem?: string): void {
-    super.reportServed(followerId, resourceVersion, problem)
-    const message: FromWorker = problem === undefined ? { type: 'ingressd:served', resourceVersion } : { type: 'ingressd:served', resourceVersion, problem }
-    if (process.connected) process.send?.(message)
-  }
-}
-
-/**
- * A worker: the same data plane as the single process, on the ports the primary shares. Stops on
- * the primary's shutdown message or its own SIGTERM; SIGINT (a terminal's Ctrl-C reaches the
- * whole process group) is left to the primary, which stops every worker in order.
- */
-export async function startWorker (config: Readonly<Config>, logger: Logger): Promise<Running & { stopped: Promise<void> }> {
-  const slot = Number(process.env[SLOT_ENV] ?? '0')
-  const db = openDatabase(config.db, { migrate: false })
-  const store = new ObjectStore(db)
-  const feed = new WorkerFeed()
-  const workerLogger = logger.child({ worker: slot })
-  let plane
-  try {
-    plane = await startDataPlane(config, workerLogger, { db, store, feed, writeStatus: slot === 0 })
-  } catch (err) {
-    db.close()
-    throw err
-  }
-  const { reloader, metrics, addresses } = plane
-  // Constructing one makes prom-client answer the primary's requests for this worker's registry.
-  // eslint-disable-next-line no-new
-  new AggregatorRegistry()
-  AggregatorRegistry.setRegistries([metrics.registry])
-  let requestStop: (reason: string) => void = () => {}
-  const stopped = new Promise<void>(resolve => {
-    requestStop = (reason) => {
-      workerLogger.info({ reason }, 'data-plane worker shutting down')
-      resolve()
-    }
-  })
-  process.on('message', (message: unknown) => {
-    if (!isMessage<ToWorker>(message)) return
-    if (message.type === 'ingressd:commit') reloader.schedule()
-    else requestStop('shutdown')
-  })
-  process.once('SIGTERM', () => requestStop('SIGTERM'))
-  process.on('SIGINT', () => {})
-  const ready: FromWorker = { type: 'ingressd:ready', pid: process.pid, http: addresses.http, https: addresses.https }
-  process.send?.(ready)
-  workerLogger.debug({ http: formatAddress(addresses.http), https: formatAddress(addresses.https) }, 'data-plane worker serving')
-  return {
-    stopped,
-    async close (graceMs = config.shutdownGraceMs) {
-      await plane.close(graceMs)
-      db.close()
-    }
   }
 }

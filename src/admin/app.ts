@@ -18,6 +18,8 @@ import { registerHealthRoutes, type Readiness } from './health.js'
 import { registerResourceRoutes } from './resource-routes.js'
 import { createWriteSync } from './write-sync.js'
 import { fieldFromPointer } from '../resources/validation.js'
+import type { Config } from '../config/config.js'
+import type { Logger } from 'pino'
 
 export interface AdminOptions {
   store: ObjectStore
@@ -87,6 +89,20 @@ function toIngressdError (err: FastifyError): IngressdError {
     return new IngressdError('INGRESSD_ERR_BAD_REQUEST', err.message)
   }
   return new IngressdError('INGRESSD_ERR_INTERNAL', 'internal error; the log has the details', { cause: err })
+}
+
+/** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
+export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness'> & { logger: Logger }): Promise<FastifyInstance> {
+  return await buildAdminApp({
+    store: deps.store,
+    feed: deps.feed,
+    logger: deps.logger.child({ component: 'admin' }),
+    adminToken: config.adminToken,
+    allowedHosts: config.adminAllowedHosts,
+    bodyLimit: config.adminBodyLimit,
+    metrics: deps.metrics,
+    readiness: deps.readiness
+  })
 }
 
 /** Builds the admin app (routes registered, not listening). */

@@ -2,6 +2,7 @@
  * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi, and the
  * kubectl-style client verbs (apply, get, describe, delete, create, expose; see verbs.ts).
  */
+import cluster from 'node:cluster'
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadConfig, SETTINGS } from '../config/config.js'
@@ -55,10 +56,12 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
         process.stdout.write(applied.length === 0 ? `${config.db}: schema is up to date\n` : `${config.db}: applied ${applied.join(', ')}\n`)
         return 0
       }
-      const { createLogger, startGateway } = await import('../main.js')
-      const { isWorkerProcess, startPrimary, startWorker } = await import('../cluster.js')
+      const { createLogger } = await import('../logger.js')
       const logger = createLogger(config.logLevel)
-      if (isWorkerProcess()) {
+      if (cluster.isWorker) {
+        // Only the worker's module graph: the admin plane, its schemas and the OpenAPI document
+        // stay in the primary.
+        const { startWorker } = await import('../worker.js')
         // A data-plane worker forked by the primary below: it stops when the primary says so.
         const worker = await startWorker(config, logger)
         await worker.stopped
@@ -68,6 +71,8 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
         process.disconnect?.()
         return 0
       }
+      const { startGateway } = await import('../main.js')
+      const { startPrimary } = await import('../cluster.js')
       // An in-memory store cannot be shared between processes.
       const clustered = config.workers > 1 && config.db !== ':memory:'
       const gateway = clustered ? await startPrimary(config, logger) : await startGateway(config, logger)

@@ -9,7 +9,7 @@
  */
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress } from '../resources/ingress.js'
-import { kindDefinition, presentObject, type KindName } from '../resources/kinds.js'
+import { presentStored, type KindName } from '../resources/stored.js'
 import type { Secret } from '../resources/secret.js'
 import type { Service } from '../resources/service.js'
 import type { ObjectStore, StoredObject } from '../store/object-store.js'
@@ -110,9 +110,8 @@ export class SnapshotReader {
   }
 
   private parse (stored: StoredObject): Cached {
-    const def = kindDefinition(stored.kind)
     this.parsedLastRead++
-    return { namespace: stored.meta.namespace, name: stored.meta.name, object: presentObject(def, def.storageVersion, stored.meta, stored.content) }
+    return { namespace: stored.meta.namespace, name: stored.meta.name, object: presentStored(stored.kind, stored.meta, stored.content) }
   }
 
   /** Reads every object (the first read, or a reader too far behind to catch up by changes). */

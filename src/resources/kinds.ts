@@ -12,8 +12,9 @@ import { Secret, SecretInput, prepareSecret } from './secret.js'
 import { Service, ServiceInput, validateServiceSpec } from './service.js'
 import { CauseList, structuralValidator, validateLabelsAndAnnotations, validateObjectName } from './validation.js'
 import type { CertificateInfo } from './tls-material.js'
+import { presentMetadata, STORAGE, type KindName, type StoredContent, type StoredMeta } from './stored.js'
 
-export type KindName = 'Ingress' | 'Service' | 'Endpoints' | 'Secret' | 'IngressClass'
+export type { KindName, StoredContent, StoredMeta } from './stored.js'
 
 interface VersionDefinition {
   input: TSchema
@@ -36,23 +37,27 @@ function versions (entries: [string, TSchema, TSchema][]): Record<string, Versio
   return Object.fromEntries(entries.map(([v, input, output]) => [v, { input, output, check: structuralValidator(input) }]))
 }
 
+/** A kind's storage version and scope, from the table the data plane reads too. */
+function stored (kind: KindName): Pick<KindDefinition, 'namespaced' | 'storageVersion'> {
+  return { namespaced: STORAGE[kind].namespaced, storageVersion: STORAGE[kind].apiVersion }
+}
+
 export const KINDS: readonly KindDefinition[] = [
   {
     kind: 'Ingress',
     group: 'networking.k8s.io',
     plural: 'ingresses',
-    namespaced: true,
+    ...stored('Ingress'),
     nameRule: 'subdomain',
-    storageVersion: 'networking.k8s.io/v1',
     versions: versions([
       ['networking.k8s.io/v1', IngressV1Input, Ingress],
       ...BETA_INGRESS_VERSIONS.map(v => [v, IngressBetaInput, IngressBeta] as [string, TSchema, TSchema])
     ])
   },
-  { kind: 'Service', group: '', plural: 'services', namespaced: true, nameRule: 'dns1035', storageVersion: 'v1', versions: versions([['v1', ServiceInput, Service]]) },
-  { kind: 'Endpoints', group: '', plural: 'endpoints', namespaced: true, nameRule: 'subdomain', storageVersion: 'v1', versions: versions([['v1', EndpointsInput, Endpoints]]) },
-  { kind: 'Secret', group: '', plural: 'secrets', namespaced: true, nameRule: 'subdomain', storageVersion: 'v1', versions: versions([['v1', SecretInput, Secret]]) },
-  { kind: 'IngressClass', group: 'networking.k8s.io', plural: 'ingressclasses', namespaced: false, nameRule: 'subdomain', storageVersion: 'networking.k8s.io/v1', versions: versions([['networking.k8s.io/v1', IngressClassInput, IngressClass]]) }
+  { kind: 'Service', group: '', plural: 'services', ...stored('Service'), nameRule: 'dns1035', versions: versions([['v1', ServiceInput, Service]]) },
+  { kind: 'Endpoints', group: '', plural: 'endpoints', ...stored('Endpoints'), nameRule: 'subdomain', versions: versions([['v1', EndpointsInput, Endpoints]]) },
+  { kind: 'Secret', group: '', plural: 'secrets', ...stored('Secret'), nameRule: 'subdomain', versions: versions([['v1', SecretInput, Secret]]) },
+  { kind: 'IngressClass', group: 'networking.k8s.io', plural: 'ingressclasses', ...stored('IngressClass'), nameRule: 'subdomain', versions: versions([['networking.k8s.io/v1', IngressClassInput, IngressClass]]) }
 ]
 
 const BY_KIND = new Map(KINDS.map(k => [k.kind, k]))
@@ -70,21 +75,6 @@ export function findKind (apiVersion: unknown, kind: unknown): KindDefinition | 
   if (def === undefined || typeof apiVersion !== 'string' || def.versions[apiVersion] === undefined) return undefined
   return def
 }
-
-/** Server-managed metadata the store sets; clients' values are ignored (resourceVersion is a precondition). */
-export interface StoredMeta {
-  name: string
-  namespace: string
-  labels?: Record<string, string>
-  annotations?: Record<string, string>
-  uid: string
-  resourceVersion: string
-  generation: number
-  creationTimestamp: string
-}
-
-/** An object as the store keeps it: the storage version's content, without metadata. */
-export type StoredContent = Record<string, unknown>
 
 /** A validated write, ready for the store. */
 export interface PreparedObject {
@@ -182,14 +172,7 @@ export function prepareObject (input: unknown, target: WriteTarget, storedKey?: 
 
 /** Builds the object a client reads, in the apiVersion it asked for. */
 export function presentObject (def: KindDefinition, apiVersion: string, meta: StoredMeta, content: StoredContent, status?: Record<string, unknown>): Record<string, unknown> {
-  const metadata: Record<string, unknown> = { name: meta.name }
-  if (def.namespaced) metadata.namespace = meta.namespace
-  if (meta.labels !== undefined) metadata.labels = meta.labels
-  if (meta.annotations !== undefined) metadata.annotations = meta.annotations
-  metadata.uid = meta.uid
-  metadata.resourceVersion = meta.resourceVersion
-  metadata.generation = meta.generation
-  metadata.creationTimestamp = meta.creationTimestamp
+  const metadata = presentMetadata(def.namespaced, meta)
   let body = content
   if (def.kind === 'Ingress' && apiVersion !== def.storageVersion) {
     body = { ...content, spec: ingressSpecToBeta(content.spec as IngressSpecType) }

@@ -7,12 +7,11 @@
  */
 import Type from 'typebox'
 import { ObjectMeta, ObjectMetaInput, Condition } from './meta.js'
-import { inspectTlsMaterial, type CertificateInfo } from './tls-material.js'
+import { CERT_KEY, PRIVATE_KEY_KEY, inspectTlsMaterial, type CertificateInfo } from './tls-material.js'
 import type { CauseList } from './validation.js'
 
 export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
-export const CERT_KEY = 'tls.crt'
-export const PRIVATE_KEY_KEY = 'tls.key'
+export { CERT_KEY, PRIVATE_KEY_KEY }
 
 export const SecretInput = Type.Object({
   apiVersion: Type.Literal('v1'),

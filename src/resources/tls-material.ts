@@ -16,6 +16,10 @@ import {
 // by generateSelfSigned on first use, so validating Secrets does not pay for it.
 import type { Extension, X509Certificate as PeculiarCertificate } from '@peculiar/x509'
 
+/** The keys of a `kubernetes.io/tls` Secret's data. */
+export const CERT_KEY = 'tls.crt'
+export const PRIVATE_KEY_KEY = 'tls.key'
+
 /** What a valid `tls.crt` + `tls.key` pair holds, as shown by the API and used to pick a certificate per host. */
 export interface CertificateInfo {
   /** Subject of the leaf certificate, e.g. `CN=my-ssl` (RDNs joined with ', '). */

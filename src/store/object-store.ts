@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import type Database from 'better-sqlite3'
 import { IngressdError } from '../errors.js'
-import type { KindName, PreparedObject, StoredContent, StoredMeta } from '../resources/kinds.js'
+import type { PreparedObject } from '../resources/kinds.js'
+import type { KindName, StoredContent, StoredMeta } from '../resources/stored.js'
 
 /** An object as read from the store. The private key is never part of it. */
 export interface StoredObject {

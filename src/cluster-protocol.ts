@@ -1,0 +1,24 @@
+/**
+ * What the cluster primary (cluster.ts) and its data-plane workers (worker.ts) say to each other
+ * over cluster IPC. Its own module so that neither side loads the other's code.
+ */
+import type { AddressInfo } from 'node:net'
+
+/** Which worker slot (0 to workers - 1) a forked worker fills; a replacement takes its predecessor's. */
+export const SLOT_ENV = 'INGRESSD_WORKER_SLOT'
+
+/** Primary to worker. */
+export type ToWorker = { type: 'ingressd:commit', resourceVersion: number } | { type: 'ingressd:shutdown' }
+/** Worker to primary. */
+export type FromWorker =
+  | { type: 'ingressd:ready', pid: number, http: AddressInfo, https: AddressInfo }
+  | { type: 'ingressd:served', resourceVersion: number, problem?: string }
+
+export function isMessage<T extends { type: string }> (message: unknown): message is T {
+  return typeof message === 'object' && message !== null && typeof (message as { type?: unknown }).type === 'string' && (message as { type: string }).type.startsWith('ingressd:')
+}
+
+/** What `ingressd serve` runs and stops, in the primary and in each worker alike. */
+export interface Running {
+  close: (graceMs?: number) => Promise<void>
+}
