@@ -696,7 +696,8 @@ const HOSTS_SCRIPT = join(ROOT, 'bench/hosts.lua')
 /** How many certificate names the `memory` scenario's TLS clients cycle through. */
 const SNI_NAMES = 300
 
-const memoryMb = (pid: number): { rssMb: number, hwmMb: number } => { const s = procStats([pid]); return { rssMb: s.rssKb / 1024, hwmMb: s.hwmKb / 1024 } }
+type Mem = { rssMb: number, hwmMb: number }
+const memoryMb = (pid: number): Mem => { const s = procStats([pid]); return { rssMb: s.rssKb / 1024, hwmMb: s.hwmKb / 1024 } }
 
 interface MemoryRun {
   gateway: string
@@ -704,62 +705,83 @@ interface MemoryRun {
   certificates?: number
   applySecretsMs?: number
   applyIngressesMs?: number
-  started: { rssMb: number, hwmMb: number }
-  loaded: { rssMb: number, hwmMb: number }
-  afterHttp: { rssMb: number, hwmMb: number }
+  started: Mem
+  loaded: Mem
+  afterHttp: Mem
   /** After the HTTP and then the TLS traffic. */
-  afterTraffic: { rssMb: number, hwmMb: number }
+  afterTraffic: Mem
   http: { hosts: number, rps: number, p99: number, errors: number }
   tls?: SniResult & { names: number }
 }
 
-/** One ingressd (INGRESSD_WORKERS=1): `ingresses` ingresses, the first `pool.length` of them with their own certificate; memory after loading and after HTTP and TLS traffic. */
-async function memoryRun (originPort: number, ingresses: number, pool: { cert: string, key: string }[]): Promise<MemoryRun> {
+/**
+ * One ingressd with `ingresses` ingresses, the first `pool.length` of them with their own
+ * certificate: memory after loading and after HTTP and TLS traffic. With one worker, one process
+ * and one row; with several, a row for the primary, one for the largest worker in each column, and
+ * one for the sum of every process.
+ */
+async function memoryRun (originPort: number, ingresses: number, pool: { cert: string, key: string }[], workers = 1): Promise<MemoryRun[]> {
   const certificates = pool.length
-  const gw = await startIngressd()
-  const pid = gw.child.pid as number
-  const started = memoryMb(pid)
+  const gw = await startIngressd({ INGRESSD_WORKERS: String(workers) }, workers === 1 ? 1 : null)
+  const pids = processTree(gw.child.pid as number)
+  const sample = (): Mem[] => pids.map(memoryMb)
+  const started = sample()
   let t0 = performance.now()
   if (certificates > 0) await adminCall(gw.admin, 'POST', '/apply', tlsSecrets(pool))
   const applySecretsMs = certificates > 0 ? performance.now() - t0 : undefined
   t0 = performance.now()
   await adminCall(gw.admin, 'POST', '/apply', manifests(ingresses, originPort, 'app', certificates))
   const applyIngressesMs = performance.now() - t0
-  const loaded = memoryMb(pid)
+  const loaded = sample()
   // Plain HTTP over the hosts without TLS (plain HTTP to the others is only a redirect to HTTPS).
   const first = certificates < ingresses ? certificates : 0
-  const http = await load(`${gw.http}/`, 'app-0.example.com', [pid], { script: { file: HOSTS_SCRIPT, args: ['app', String(first), String(ingresses - first)] } })
-  const afterHttp = memoryMb(pid)
+  const http = await load(`${gw.http}/`, 'app-0.example.com', pids, { script: { file: HOSTS_SCRIPT, args: ['app', String(first), String(ingresses - first)] } })
+  const afterHttp = sample()
   // TLS with SNI to the first names: each has its own certificate, or with none the default one.
   const names = Array.from({ length: Math.min(SNI_NAMES, certificates > 0 ? certificates : ingresses) }, (_, i) => `app-${i}.example.com`)
   const tls = await sniLoad(gw.https, names, DURATION, 16, certificates > 0)
-  const afterTraffic = memoryMb(pid)
+  const afterTraffic = sample()
   await stop(gw.child)
   rmSync(gw.dir, { recursive: true, force: true })
-  return { gateway: 'ingressd', ingresses, certificates, applySecretsMs, applyIngressesMs, started, loaded, afterHttp, afterTraffic, http: { hosts: ingresses - first, rps: http.rps, p99: http.p99, errors: http.errors }, tls: { names: names.length, ...tls } }
+  const common = { ingresses, certificates, applySecretsMs, applyIngressesMs, http: { hosts: ingresses - first, rps: http.rps, p99: http.p99, errors: http.errors }, tls: { names: names.length, ...tls } }
+  const row = (gateway: string, pick: (phase: Mem[]) => Mem): MemoryRun => ({ gateway, ...common, started: pick(started), loaded: pick(loaded), afterHttp: pick(afterHttp), afterTraffic: pick(afterTraffic) })
+  if (workers === 1) return [row('ingressd', phase => phase[0] as Mem)]
+  const largest = (phase: Mem[]): Mem => ({ rssMb: Math.max(...phase.slice(1).map(m => m.rssMb)), hwmMb: Math.max(...phase.slice(1).map(m => m.hwmMb)) })
+  return [
+    row(`ingressd ${workers} workers: primary`, phase => phase[0] as Mem),
+    row(`ingressd ${workers} workers: largest worker`, largest),
+    row(`ingressd ${workers} workers: all ${pids.length} processes`, phase => ({ rssMb: sum(phase.map(m => m.rssMb)), hwmMb: sum(phase.map(m => m.hwmMb)) }))
+  ]
 }
 
 async function benchMemory (originPort: number): Promise<void> {
   // One certificate per host app-i: the hosts `manifests()` names.
   const pool = await certificatePool(1000, i => `app-${i}.example.com`)
-  const runs = [await memoryRun(originPort, 10, []), await memoryRun(originPort, 10_000, pool)]
+  const cores = availableParallelism()
+  const runs = [
+    ...await memoryRun(originPort, 10, []),
+    ...await memoryRun(originPort, 10_000, pool),
+    // The default process model on this machine (one data-plane worker per core), when it has several.
+    ...cores > 1 ? await memoryRun(originPort, 10, [], cores) : []
+  ]
   // The reference: the minimal Fastify proxy under the same plain HTTP load (it routes no host, so any will do).
   const minimal = await startMinimalFastify(originPort)
   const pid = minimal.child.pid as number
   const started = memoryMb(pid)
   const http = await load(minimal.url, 'app-0.example.com', [pid], { script: { file: HOSTS_SCRIPT, args: ['app', '0', '10'] } })
   const afterHttp = memoryMb(pid)
-  runs.push({ gateway: 'fastify + @fastify/http-proxy', started, loaded: started, afterHttp, afterTraffic: afterHttp, http: { hosts: 10, rps: http.rps, p99: http.p99, errors: http.errors } })
+  const reference: MemoryRun = { gateway: 'fastify + @fastify/http-proxy', started, loaded: started, afterHttp, afterTraffic: afterHttp, http: { hosts: 10, rps: http.rps, p99: http.p99, errors: http.errors } }
+  runs.push(reference)
   await stop(minimal.child)
-  // The same load for all three: plain HTTP (the minimal proxy serves no TLS).
-  const reference = runs[2]?.afterHttp.hwmMb ?? NaN
+  // The same load for all: plain HTTP (the minimal proxy serves no TLS).
   const label = (r: MemoryRun): string => r.ingresses === undefined ? r.gateway : `${r.gateway}, ${r.ingresses} ingresses, ${r.certificates ?? 0} certificates`
-  printTable('Resident memory of the gateway process, MB (VmRSS and its high-water mark VmHWM from /proc; ingressd with INGRESSD_WORKERS=1). Target: under 250 at 10,000 ingresses and 1,000 certificates; at 10 ingresses, no higher than the minimal Fastify proxy',
+  printTable('Resident memory of the gateway, MB (VmRSS and its high-water mark VmHWM from /proc; ingressd with INGRESSD_WORKERS=1 is one process; with more, a primary (admin API, store) and that many data-plane workers, shown apart and summed). Target: under 250 at 10,000 ingresses and 1,000 certificates; at 10 ingresses, no higher than the minimal Fastify proxy',
     ['gateway', 'started RSS', 'loaded RSS', 'loaded HWM', 'after HTTP RSS', 'after HTTP HWM', 'HTTP HWM vs minimal Fastify', 'after HTTP + TLS RSS', 'after HTTP + TLS HWM'],
-    runs.map(r => [label(r), fmt(r.started.rssMb, 1), fmt(r.loaded.rssMb, 1), fmt(r.loaded.hwmMb, 1), fmt(r.afterHttp.rssMb, 1), fmt(r.afterHttp.hwmMb, 1), fmt(r.afterHttp.hwmMb / reference, 2), r.tls === undefined ? '-' : fmt(r.afterTraffic.rssMb, 1), r.tls === undefined ? '-' : fmt(r.afterTraffic.hwmMb, 1)]))
+    runs.map(r => [label(r), fmt(r.started.rssMb, 1), fmt(r.loaded.rssMb, 1), fmt(r.loaded.hwmMb, 1), fmt(r.afterHttp.rssMb, 1), fmt(r.afterHttp.hwmMb, 1), fmt(r.afterHttp.hwmMb / reference.afterHttp.hwmMb, 2), r.tls === undefined ? '-' : fmt(r.afterTraffic.rssMb, 1), r.tls === undefined ? '-' : fmt(r.afterTraffic.hwmMb, 1)]))
+  // The traffic figures once per gateway (the rows of one cluster share them).
   printTable(`Memory scenario: loading (one POST /apply of the Secrets, then one of the ingresses) and traffic (${DURATION} s of plain HTTP over ${CONNECTIONS} keep-alive connections, one host after another; then ${DURATION} s of TLS handshakes with SNI, 16 at a time, one request each)`,
     ['gateway', 'apply Secrets ms', 'apply ingresses ms', 'HTTP hosts', 'HTTP req/s', 'HTTP p99 ms', 'HTTP errors', 'SNI names', 'handshakes/s', 'handshake p99 ms', 'wrong certificate', 'TLS non-200', 'TLS errors'],
-    runs.map(r => [label(r), fmt(r.applySecretsMs ?? NaN), fmt(r.applyIngressesMs ?? NaN), r.http.hosts, fmt(r.http.rps), fmt(r.http.p99, 2), r.http.errors, r.tls?.names ?? '-', fmt(r.tls?.perSecond ?? NaN), fmt(r.tls?.p99 ?? NaN, 2), r.tls?.wrongCertificate ?? '-', r.tls?.non200 ?? '-', r.tls?.errors ?? '-']))
+    runs.filter(r => !r.gateway.includes(' workers: ') || r.gateway.endsWith(': primary')).map(r => [label(r).replace(': primary', ''), fmt(r.applySecretsMs ?? NaN), fmt(r.applyIngressesMs ?? NaN), r.http.hosts, fmt(r.http.rps), fmt(r.http.p99, 2), r.http.errors, r.tls?.names ?? '-', fmt(r.tls?.perSecond ?? NaN), fmt(r.tls?.p99 ?? NaN, 2), r.tls?.wrongCertificate ?? '-', r.tls?.non200 ?? '-', r.tls?.errors ?? '-']))
   results.memory = { durationS: DURATION, connections: CONNECTIONS, sniNames: SNI_NAMES, runs }
 }
 
