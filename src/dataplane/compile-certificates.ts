@@ -48,7 +48,7 @@ export interface CertificateCompileResult {
   /** Problems per ingress, by `namespace/name`; ingresses without problems are absent. */
   ingressProblems: ReadonlyMap<string, readonly CertificateProblem[]>
   /** The status the data plane reports for every Secret in the snapshot. */
-  secretStatuses: { namespace: string, name: string, status: Record<string, unknown> }[]
+  secretStatuses: { namespace: string, name: string, uid: string | undefined, status: Record<string, unknown> }[]
 }
 
 export interface CertificateCompilerOptions {
@@ -313,7 +313,7 @@ export class CertificateCompiler {
       if (id === configured && fallback.source === id) {
         conditions.push({ type: 'DefaultCertificate', status: 'True', reason: 'Configured', message: 'served to clients without SNI and for host names no ingress has a certificate for (INGRESSD_DEFAULT_CERT)' })
       }
-      secretStatuses.push({ namespace: id.slice(0, id.indexOf('/')), name: secret.metadata.name, status: { conditions } })
+      secretStatuses.push({ namespace: id.slice(0, id.indexOf('/')), name: secret.metadata.name, uid: secret.metadata.uid, status: { conditions } })
     }
 
     const previous = this.#previous

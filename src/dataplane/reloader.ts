@@ -84,7 +84,7 @@ export class Reloader {
   /** The last status written per ingress, with what it was rendered from, so an unchanged report is not rendered again. */
   private ingressStatuses = new Map<string, RenderedStatus>()
   private statusByReport = new Map<IngressReport, RenderedStatus>()
-  private secretStatuses = new Map<string, string>()
+  private secretStatuses = new Map<string, { text: string, uid: string | undefined }>()
   /** Whether this follower has pruned the status rows of deleted objects (once, on its first write). */
   private statusesPruned = false
   private statusPass = 0
@@ -277,12 +277,14 @@ export class Reloader {
         this.statusByReport.delete(entry.report)
       }
     }
-    const secrets = new Map<string, string>()
-    for (const { namespace, name, status } of tls?.secretStatuses ?? []) {
+    const secrets = new Map<string, { text: string, uid: string | undefined }>()
+    for (const { namespace, name, uid, status } of tls?.secretStatuses ?? []) {
       const key = `${namespace}/${name}`
       const text = JSON.stringify(status)
-      secrets.set(key, text)
-      if (this.secretStatuses.get(key) !== text) changed.push({ kind: 'Secret', namespace, name, status: text })
+      secrets.set(key, { text, uid })
+      // As for ingresses: a Secret deleted and created again lost its status row, so the same text is written again.
+      const last = this.secretStatuses.get(key)
+      if (last?.text !== text || last.uid !== uid) changed.push({ kind: 'Secret', namespace, name, status: text })
     }
     this.secretStatuses = secrets
     if (changed.length === 0 && this.statusesPruned) return

@@ -13,6 +13,8 @@ import { startOrigin } from '../helpers/origin.js'
 import { startSteadyLoad } from '../helpers/load.js'
 import { apply, serviceManifests } from '../helpers/backends.js'
 import { prepareObject } from '../../src/resources/kinds.js'
+import { generateSelfSigned } from '../../src/resources/tls-material.js'
+import { tlsSecret } from '../helpers/tls.js'
 
 const ING = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 
@@ -206,4 +208,19 @@ t.test('statuses follow the incremental compile: a conflict lost and then won, a
   store.write(() => store.put(prepareObject(ingress('second', 'shared.example.com', 'echo'), { namespace: 'default' }, () => undefined), 'create'))
   while (reloader.generation < store.resourceVersion()) await new Promise(resolve => setTimeout(resolve, 5))
   t.equal((store.status('Ingress', 'default', 'second')?.status.conditions as { type: string, status: string }[] | undefined)?.find(c => c.type === 'Served')?.status, 'True', 'the status is written again though its text did not change')
+})
+
+t.test('a TLS Secret deleted and created again within one reload pass gets its status row back', async t => {
+  const gw = await startTestGateway(t)
+  const pem = await generateSelfSigned({ commonName: 'again.example.com', dnsNames: ['again.example.com'] })
+  t.equal((await gw.api('POST', '/api/v1/namespaces/default/secrets', tlsSecret('again-tls', pem))).status, 201)
+  const { store, reloader } = gw.gateway
+  const conditions = (): { type: string, status: string }[] | undefined => store.status('Secret', 'default', 'again-tls')?.status.conditions as { type: string, status: string }[] | undefined
+  t.ok(conditions(), 'a status row after the create')
+  // Both commits land before the reloader looks: the status it renders is the same text as before.
+  store.write(() => store.delete('Secret', 'default', 'again-tls', { group: '' }))
+  store.write(() => store.put(prepareObject(tlsSecret('again-tls', pem), { namespace: 'default' }, () => undefined), 'create'))
+  t.equal(conditions(), undefined, 'the delete removed the status row')
+  while (reloader.generation < store.resourceVersion()) await new Promise(resolve => setTimeout(resolve, 5))
+  t.ok(conditions(), 'the status row is written again though its text did not change')
 })
