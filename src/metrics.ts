@@ -25,7 +25,16 @@ export class GatewayMetrics {
   readonly requestDuration = new Histogram({ name: 'ingressd_request_duration_seconds', help: 'Time from request to the end of the response', labelNames: ['status_class'] as const, buckets: LATENCY_BUCKETS, registers: [this.registry] })
   readonly upstreamDuration = new Histogram({ name: 'ingressd_upstream_response_seconds', help: 'Time from sending the request upstream to its response headers', buckets: LATENCY_BUCKETS, registers: [this.registry] })
   readonly upstreamErrors = new Counter({ name: 'ingressd_upstream_errors_total', help: 'Upstream failures by kind (the error code answered)', labelNames: ['kind'] as const, registers: [this.registry] })
-  readonly activeConnections = new Gauge({ name: 'ingressd_active_connections', help: 'Open client connections per listener', labelNames: ['listener'] as const, registers: [this.registry] })
+  /** Open connections per listener, counted in `connectionOpened`/`connectionClosed` and read when scraped. */
+  private readonly openConnections: Record<string, number> = {}
+  readonly activeConnections: Gauge<'listener'> = new Gauge({
+    name: 'ingressd_active_connections',
+    help: 'Open client connections per listener',
+    labelNames: ['listener'] as const,
+    registers: [this.registry],
+    collect: () => { for (const [listener, n] of Object.entries(this.openConnections)) this.activeConnections.set({ listener }, n) }
+  })
+
   readonly configGeneration = new Gauge({ name: 'ingressd_config_generation', help: 'Store resourceVersion the data plane serves (with several workers: the lowest any serves)', aggregator: 'min', registers: [this.registry] })
   readonly reloadDuration = new Gauge({ name: 'ingressd_config_last_reload_seconds', help: 'Duration of the last route and SNI table compile', aggregator: 'max', registers: [this.registry] })
   readonly reloadFailures = new Counter({ name: 'ingressd_config_reload_failures_total', help: 'Compiles that failed (the last good tables kept serving)', registers: [this.registry] })
@@ -46,6 +55,15 @@ export class GatewayMetrics {
     const entry = this.pendingRequests.get(key)
     if (entry !== undefined) entry.n++
     else this.pendingRequests.set(key, { labels: { ingress: route.ingress, host: route.host, service: route.service, status_class: statusClass }, n: 1 })
+  }
+
+  /** A client connection opened on `listener` (http, https): a plain count, as countRequest. */
+  connectionOpened (listener: string): void {
+    this.openConnections[listener] = (this.openConnections[listener] ?? 0) + 1
+  }
+
+  connectionClosed (listener: string): void {
+    this.openConnections[listener] = (this.openConnections[listener] ?? 1) - 1
   }
 
   private flushRequests (): void {

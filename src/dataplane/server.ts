@@ -64,9 +64,11 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
   app.decorateReply('ingressd', null as never)
   const metrics = opts.metrics
   if (metrics !== undefined) {
+    const listener = opts.proto
+    const closed = (): void => { metrics.connectionClosed(listener) }
     app.server.on('connection', (socket: Socket) => {
-      metrics.activeConnections.inc({ listener: opts.proto })
-      socket.once('close', () => metrics.activeConnections.dec({ listener: opts.proto }))
+      metrics.connectionOpened(listener)
+      socket.once('close', closed)
     })
   }
   const accessLog = createAccessLog(opts.logger)
