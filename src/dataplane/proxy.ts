@@ -22,7 +22,7 @@ import { UpstreamHealth } from './upstream-health.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
 import { requestHasBody, requestHost } from './http2-compat.js'
-import { createHttpsRedirect, sendHttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
+import { createHttpsRedirect, rawHttpsRedirect, sendHttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 
@@ -442,6 +442,14 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId()
     const checked = checkRequest(req, settings)
     const resolved = 'code' in checked ? checked : resolve(req, checked.target)
+    // ssl-redirect applies to upgrades as to any request (ingress-nginx redirects them too).
+    if (redirectToHttps !== undefined && 'match' in resolved && resolved.match !== undefined) {
+      const redirect = redirectToHttps(req, resolved.match.route, resolved.host as string, peerTrusted(req))
+      if (redirect !== undefined) {
+        socket.end(rawHttpsRedirect(redirect.location, requestId))
+        return
+      }
+    }
     if ('code' in resolved) {
       socket.end(rawErrorResponse(resolved.code, requestId))
       return

@@ -92,5 +92,20 @@ export function sendHttpsRedirect (reply: FastifyReply, redirect: HttpsRedirect,
     .header('content-type', 'text/plain; charset=utf-8')
     .header('server', 'ingressd')
     .header('x-request-id', requestId)
-    .send(`308 Permanent Redirect\nlocation: ${redirect.location}\n`)
+    .send(redirectBody(redirect.location))
+}
+
+/** The redirect's body: the status line and where to go, as text. */
+export function redirectBody (location: string): string {
+  return `308 Permanent Redirect\nlocation: ${location}\n`
+}
+
+/**
+ * The same redirect written to a raw socket, for an Upgrade request (a WebSocket on the HTTP
+ * listener), which never reaches Fastify. The connection closes after it, as for any answer to an
+ * upgrade that is not switched.
+ */
+export function rawHttpsRedirect (location: string, requestId: string): string {
+  const text = redirectBody(location)
+  return `HTTP/1.1 308 Permanent Redirect\r\nlocation: ${location}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`
 }

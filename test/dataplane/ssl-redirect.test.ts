@@ -11,6 +11,7 @@ import type { IngressSettings } from '../../src/resources/annotations.js'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { backend, httpsGet, tlsSecret } from '../helpers/tls.js'
+import { sendRaw } from '../helpers/raw.js'
 
 function route (tls: boolean, settings: Partial<IngressSettings> = {}): Route {
   return {
@@ -98,6 +99,21 @@ t.test('plain HTTP to a TLS host is redirected with 308, keeping path and query'
   const spoofed = await get(gw, 'tls.example.com', '/', { headers: { 'x-forwarded-proto': 'https' } })
   t.equal(spoofed.status, 308, 'X-Forwarded-Proto from an untrusted peer is ignored')
   t.ok(gw.logs.some(l => l.includes('"status":308') && l.includes('"ingress":"default/tls"')), 'the access log names the ingress that redirected')
+})
+
+t.test('a WebSocket upgrade on the HTTP listener is redirected like any request', async t => {
+  const gw = await world(t)
+  const upgrade = (host: string, path: string): string => `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`
+  const redirected = await sendRaw(gw.httpPort, upgrade('tls.example.com', '/ws?room=1'), { waitMs: 2000 })
+  t.equal(redirected.status, 308, 'a TLS host answers the upgrade with 308')
+  t.ok(redirected.head.toLowerCase().includes(`\r\nlocation: https://tls.example.com:${gw.httpsPort}/ws?room=1\r\n`), 'to the same path and query on the HTTPS port (the client reconnects with wss://)')
+  t.ok(redirected.closed, 'and closes the connection')
+  const forced = await sendRaw(gw.httpPort, upgrade('forced.example.com', '/ws'), { waitMs: 2000 })
+  t.equal(forced.status, 308, 'force-ssl-redirect applies to upgrades too')
+  // Not redirected: the upgrade goes upstream (this origin does not speak WebSocket, so it answers the GET).
+  const off = await sendRaw(gw.httpPort, upgrade('off.example.com', '/ws'), { waitMs: 1000 })
+  t.not(off.status, 308, 'ssl-redirect "false" tunnels the upgrade')
+  t.not(off.status, 0, 'and the origin answered it')
 })
 
 t.test('a trusted proxy that terminated TLS says so with X-Forwarded-Proto', async t => {
