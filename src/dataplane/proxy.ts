@@ -31,7 +31,7 @@ export interface TableSource {
   readonly current: RouteTable
 }
 
-type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
+type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
 
 /** A short plain-text error page: status, code and request id; never an upstream address. */
 export function errorBody (code: ErrorCode, requestId: string): string {

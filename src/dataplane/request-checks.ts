@@ -22,6 +22,24 @@ export interface RequestLimits {
   maxUriLength: number
   /** Most header fields; 0: no limit. */
   maxHeaders: number
+  /**
+   * Largest request line plus headers, in bytes, as HTTP/1 writes them. Node's HTTP/1 parser
+   * enforces it (with its own 431); an HTTP/2 request is measured here, as the same request would
+   * be in HTTP/1. 0 or absent: not checked here.
+   */
+  maxHeaderSize?: number
+}
+
+/** The size an HTTP/2 request would have as an HTTP/1.1 request line and header block. */
+function http1HeadSize (req: RequestFacts): number {
+  let size = (req.url ?? '/').length + 16
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i] as string
+    // Pseudo-headers are the request line's method, target and the Host field.
+    if (name.startsWith(':') && name !== ':authority') continue
+    size += name.length + (req.rawHeaders[i + 1] as string).length + 4
+  }
+  return size
 }
 
 /** Either the error to answer with, or the target in origin form (path and query) to route by. */
@@ -51,6 +69,7 @@ export function checkRequest (req: RequestFacts, limits: RequestLimits): CheckRe
   if (limits.maxUriLength > 0 && url.length > limits.maxUriLength) return { code: 'INGRESSD_ERR_URI_TOO_LONG' }
   if (limits.maxHeaders > 0 && req.rawHeaders.length / 2 > limits.maxHeaders) return { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }
   const http1 = req.httpVersionMajor === 1
+  if (!http1 && limits.maxHeaderSize !== undefined && limits.maxHeaderSize > 0 && http1HeadSize(req) > limits.maxHeaderSize) return { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }
   if (http1) {
     // RFC 9112 3.2: a request with more than one Host field, or without one on HTTP/1.1, gets 400.
     const hosts = countHeader(req.rawHeaders, 'host')

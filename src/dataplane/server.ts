@@ -53,7 +53,12 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
     return503OnClosing: true,
     ...(opts.tls === undefined ? {} : httpsFastifyOptions(opts.tls))
   }) as unknown as FastifyInstance
-  if (opts.tls !== undefined) prepareHttpsServer(app, opts.tls, opts.logger)
+  if (opts.tls !== undefined) {
+    prepareHttpsServer(app, opts.tls, opts.logger)
+    // HTTP/1.1 on the HTTPS listener: Node's HTTP/1 parser reads the limit from the server object,
+    // which Fastify's \`http\` options do not reach when the server is an HTTP/2 one.
+    ;(app.server as { maxHeaderSize?: number }).maxHeaderSize = opts.config.maxHeaderSize
+  }
   applyServerLimits(app.server, opts.config)
 
   // Bodies stream through untouched: the parser hands the raw stream to the proxy.

@@ -37,6 +37,16 @@ t.test('escapes in the path', async t => {
   t.same(checkRequest(facts('/a%00?x', ['Host', 'a']), limits), { code: 'INGRESSD_ERR_BAD_PATH' })
 })
 
+t.test('header size: an HTTP/2 request is measured as its HTTP/1.1 head; HTTP/1 is left to Node', async t => {
+  const sized = { ...limits, maxHeaderSize: 100 }
+  // "GET " + "/" + " HTTP/1.1\r\n" and "name: value\r\n" per field; pseudo-headers other than :authority are the request line.
+  const h2 = (value: string): RequestFacts => facts('/', [':method', 'GET', ':path', '/', ':scheme', 'https', ':authority', 'a.example', 'x-big', value], '2.0')
+  t.same(checkRequest(h2('v'.repeat(40)), sized), { target: '/' }, 'under the limit')
+  t.same(checkRequest(h2('v'.repeat(80)), sized), { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }, 'over it')
+  t.same(checkRequest(h2('v'.repeat(80)), { ...sized, maxHeaderSize: 0 }), { target: '/' }, '0: not checked')
+  t.same(checkRequest(facts('/', ['Host', 'a', 'x-big', 'v'.repeat(200)]), sized), { target: '/' }, 'HTTP/1.1: Node\'s parser enforces it, not this check')
+})
+
 t.test('target length and header count', async t => {
   t.same(checkRequest(facts('/' + 'a'.repeat(8191), ['Host', 'a']), limits), { target: '/' + 'a'.repeat(8191) })
   t.same(checkRequest(facts('/' + 'a'.repeat(8192), ['Host', 'a']), limits), { code: 'INGRESSD_ERR_URI_TOO_LONG' })

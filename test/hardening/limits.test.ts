@@ -3,7 +3,9 @@
  * streamed bodies as they pass), header size and count, request-target length, the header read
  * timeout against a slow drip, the idle keep-alive timeout, and the connection cap.
  */
+import { connect as h2connect } from 'node:http2'
 import { connect, type Socket } from 'node:net'
+import { connect as tlsConnect } from 'node:tls'
 import t from 'tap'
 import { request } from 'undici'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
@@ -144,4 +146,43 @@ t.test('INGRESSD_MAX_CONNECTIONS caps concurrent connections', async t => {
   const again = await sendRaw(gw.httpPort, req(['GET / HTTP/1.1', 'Host: a.example', 'Connection: close']))
   t.equal(again.status, 200, 'once one closes, a new connection is served')
   second.destroy()
+})
+
+/** One raw HTTP/1.1 request over TLS (no ALPN: the listener's HTTP/1.1 fallback); resolves with the status. */
+async function tlsRawStatus (port: number, raw: string): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const sock = tlsConnect({ port, host: '127.0.0.1', servername: 'a.example', rejectUnauthorized: false }, () => { sock.write(raw) })
+    let text = ''
+    sock.setEncoding('latin1')
+    sock.on('data', (c: string) => { text += c })
+    sock.on('error', reject)
+    sock.on('close', () => resolve(Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0)))
+  })
+}
+
+/** One HTTP/2 request; resolves with the status, or the stream's error code when the stream was reset. */
+async function h2Status (origin: string, headers: Record<string, string>): Promise<number | string> {
+  const client = h2connect(origin, { servername: 'a.example', rejectUnauthorized: false })
+  client.on('error', () => {})
+  try {
+    return await new Promise(resolve => {
+      const stream = client.request({ ':path': '/', ':authority': 'a.example', ...headers })
+      stream.on('response', h => { resolve(Number(h[':status'])) })
+      stream.on('error', (err: NodeJS.ErrnoException) => { resolve(err.code ?? 'error') })
+      stream.on('close', () => { resolve(`closed ${stream.rstCode ?? ''}`) })
+      stream.resume()
+    })
+  } finally {
+    client.close()
+  }
+}
+
+t.test('INGRESSD_MAX_HEADER_SIZE holds on the HTTPS listener too, for HTTP/1.1 and HTTP/2', async t => {
+  const { gw } = await setup(t, { INGRESSD_MAX_HEADER_SIZE: '1k' })
+  const head = (extra: string): string => req(['GET / HTTP/1.1', 'Host: a.example', 'Connection: close', `X-Big: ${extra}`])
+  t.equal(await tlsRawStatus(gw.httpsPort, head('b'.repeat(1100))), 431, 'HTTP/1.1 over TLS, over the limit: 431')
+  t.equal(await tlsRawStatus(gw.httpsPort, head('b'.repeat(800))), 200, 'under it: routed')
+  const h2 = `https://127.0.0.1:${gw.httpsPort}`
+  t.equal(await h2Status(h2, { 'x-big': 'b'.repeat(800) }), 200, 'HTTP/2 under the limit: routed')
+  t.equal(await h2Status(h2, { 'x-big': 'b'.repeat(1100) }), 431, 'HTTP/2 over it: 431, measured as the same request in HTTP/1.1')
 })
