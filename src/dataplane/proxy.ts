@@ -68,8 +68,8 @@ export function newRequestId (): string {
   return randomUUID().replace(/-/g, '')
 }
 
-/** A complete HTTP/1.1 error response for a connection Fastify does not own (an Upgrade). */
-function rawErrorResponse (code: ErrorCode, requestId: string): string {
+/** A complete HTTP/1.1 error response for a connection Fastify does not own (an Upgrade, a request Node's parser rejected). */
+export function rawErrorResponse (code: ErrorCode, requestId: string): string {
   const status = ERROR_CODES[code].status
   const text = errorBody(code, requestId)
   return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`

@@ -9,7 +9,8 @@ import type { Logger } from 'pino'
 import { statusClass, type GatewayMetrics } from '../metrics.js'
 import type { Config } from '../config/config.js'
 import { acceptableRequestId } from './forwarded.js'
-import { createProxy, errorBody, newRequestId, type RequestInfo, type TableSource } from './proxy.js'
+import { createProxy, errorBody, newRequestId, rawErrorResponse, type RequestInfo, type TableSource } from './proxy.js'
+import type { ErrorCode } from '../errors.js'
 import { httpsFastifyOptions, prepareHttpsServer, type DataPlaneTls } from './https.js'
 import type { HttpsRedirectOptions } from './ssl-redirect.js'
 import { createAccessLog } from './access-log.js'
@@ -49,6 +50,8 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
     frameworkErrors: (_err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
       reply.code(400).header('connection', 'close').header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', req.id).send(errorBody('INGRESSD_ERR_BAD_PATH', req.id))
     },
+    // Requests Node's HTTP/1 parser rejects get the gateway's answer, not Fastify's JSON one.
+    clientErrorHandler: answerClientError,
     routerOptions: { ignoreTrailingSlash: false, ignoreDuplicateSlashes: false, maxParamLength: 100_000 },
     return503OnClosing: true,
     ...(opts.tls === undefined ? {} : httpsFastifyOptions(opts.tls))
@@ -137,4 +140,19 @@ export async function closeGracefully (app: FastifyInstance, graceMs: number): P
     parts.tracker.destroyAll()
   }
   await closing
+}
+
+/**
+ * What a connection gets when Node's HTTP/1 parser rejects its request, or its head does not arrive
+ * in time: the gateway's plain-text error with a request id, then the connection is closed. As
+ * Node does by default, nothing is written when a response on the connection has already begun.
+ */
+function answerClientError (err: NodeJS.ErrnoException, socket: Socket): void {
+  if (err.code === 'ECONNRESET' || socket.destroyed) return
+  const code: ErrorCode = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? 'INGRESSD_ERR_REQUEST_TIMEOUT'
+    : err.code === 'HPE_HEADER_OVERFLOW' ? 'INGRESSD_ERR_HEADERS_TOO_LARGE' : 'INGRESSD_ERR_MALFORMED_REQUEST'
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+  if (socket.writable && inFlight?.headersSent !== true) socket.write(rawErrorResponse(code, newRequestId()))
+  socket.destroy()
 }

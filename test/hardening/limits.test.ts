@@ -88,7 +88,9 @@ t.test('request body size: 1m by default, INGRESSD_PROXY_BODY_SIZE, and the prox
 t.test('header size, header count and request-target length', async t => {
   const { gw, origin } = await setup(t, { INGRESSD_MAX_HEADER_SIZE: '1k', INGRESSD_MAX_HEADERS: '5', INGRESSD_MAX_URI_LENGTH: '100' })
   const head = (target: string, extra: string[]): string => req([`GET ${target} HTTP/1.1`, 'Host: a.example', 'Connection: close', ...extra])
-  t.equal((await sendRaw(gw.httpPort, head('/', [`X-Big: ${'b'.repeat(1100)}`]))).status, 431, 'over INGRESSD_MAX_HEADER_SIZE: 431')
+  const big = await sendRaw(gw.httpPort, head('/', [`X-Big: ${'b'.repeat(1100)}`]))
+  t.equal(big.status, 431, 'over INGRESSD_MAX_HEADER_SIZE: 431')
+  t.match(big.body, 'code: INGRESSD_ERR_HEADERS_TOO_LARGE', 'in the gateway\'s format, though Node\'s parser refused it')
   t.equal((await sendRaw(gw.httpPort, head('/', [`X-Big: ${'b'.repeat(800)}`]))).status, 200, 'under it: routed')
   const tooMany = await sendRaw(gw.httpPort, head('/', ['A: 1', 'B: 2', 'C: 3', 'D: 4']))
   t.equal(tooMany.status, 431, 'six fields over INGRESSD_MAX_HEADERS=5: 431')
@@ -109,6 +111,7 @@ t.test('the header read timeout is not reset by a slow drip', async t => {
   const answer = await sendRaw(gw.httpPort, text.split(''), { gapMs: 100, waitMs: 6000 })
   const took = Date.now() - started
   t.equal(answer.status, 408, 'one byte every 100 ms against a 1 s timeout: 408')
+  t.match(answer.body, 'code: INGRESSD_ERR_REQUEST_TIMEOUT')
   t.ok(answer.closed, 'and the connection is closed')
   t.ok(took >= 900 && took < 3000, `within about a second of the first byte (${took} ms), not reset by each byte`)
   t.same(origin.seen, [])
