@@ -22,7 +22,7 @@ import { UpstreamHealth } from './upstream-health.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
 import { requestHasBody, requestHost } from './http2-compat.js'
-import { createHttpsRedirect, rawHttpsRedirect, sendHttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
+import { createHttpsRedirect, redirectBody, sendHttpsRedirect, type HttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
 
@@ -68,11 +68,14 @@ export function newRequestId (): string {
   return randomUUID().replace(/-/g, '')
 }
 
-/** A complete HTTP/1.1 error response for a connection Fastify does not own (an Upgrade, a request Node's parser rejected). */
+/** A complete HTTP/1.1 response for a connection Fastify does not own (an Upgrade, a request Node's parser rejected); the connection closes after it. */
+function rawResponse (status: number, text: string, requestId: string, headers = ''): string {
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\n${headers}content-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`
+}
+
+/** The gateway's error page as a raw response (see rawResponse). */
 export function rawErrorResponse (code: ErrorCode, requestId: string): string {
-  const status = ERROR_CODES[code].status
-  const text = errorBody(code, requestId)
-  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`
+  return rawResponse(ERROR_CODES[code].status, errorBody(code, requestId), requestId)
 }
 
 /** Maps an undici or socket failure to the gateway's answer. Nothing here can be a 500. */
@@ -291,6 +294,12 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     return { match, upstream: pick(backend) as Upstream, path: upstreamPath, host }
   }
 
+  /** The HTTPS redirect a resolved request gets on the plain-HTTP listener (ssl-redirect), if any. */
+  const httpsRedirectFor = (req: IncomingMessage, resolved: ReturnType<typeof resolve>): HttpsRedirect | undefined => {
+    if (redirectToHttps === undefined || resolved.match === undefined) return undefined
+    return redirectToHttps(req, resolved.match.route, resolved.host as string, peerTrusted(req))
+  }
+
   const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
     const status = ERROR_CODES[code].status
     // As nginx does: after a 400 (maybe a framing error), 413 (an unread body), 414 or 431, the
@@ -306,10 +315,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const checked = checkRequest(req, settings)
     if ('code' in checked) return sendError(reply, checked.code, requestId)
     const resolved = resolve(req, checked.target)
-    if (redirectToHttps !== undefined && resolved.match !== undefined) {
-      const redirect = redirectToHttps(req, resolved.match.route, resolved.host as string, peerTrusted(req))
-      if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
-    }
+    const redirect = httpsRedirectFor(req, resolved)
+    if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
     if ('code' in resolved) {
       // The built-in default backend answers its health path, as ingress-nginx's does.
       if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
@@ -443,12 +450,10 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const checked = checkRequest(req, settings)
     const resolved = 'code' in checked ? checked : resolve(req, checked.target)
     // ssl-redirect applies to upgrades as to any request (ingress-nginx redirects them too).
-    if (redirectToHttps !== undefined && 'match' in resolved && resolved.match !== undefined) {
-      const redirect = redirectToHttps(req, resolved.match.route, resolved.host as string, peerTrusted(req))
-      if (redirect !== undefined) {
-        socket.end(rawHttpsRedirect(redirect.location, requestId))
-        return
-      }
+    const redirect = httpsRedirectFor(req, resolved)
+    if (redirect !== undefined) {
+      socket.end(rawResponse(308, redirectBody(redirect.location), requestId, `location: ${redirect.location}\r\n`))
+      return
     }
     if ('code' in resolved) {
       socket.end(rawErrorResponse(resolved.code, requestId))

@@ -24,8 +24,8 @@ export interface RequestLimits {
   maxHeaders: number
   /**
    * Largest request line plus headers, in bytes, as HTTP/1 writes them. Node's HTTP/1 parser
-   * enforces it (with its own 431); an HTTP/2 request is measured here, as the same request would
-   * be in HTTP/1. 0 or absent: not checked here.
+   * enforces it for HTTP/1 (the data plane's clientErrorHandler answers 431); an HTTP/2 request is
+   * measured here, as the same request would be in HTTP/1. 0 or absent: not checked here.
    */
   maxHeaderSize?: number
 }
@@ -69,7 +69,8 @@ export function checkRequest (req: RequestFacts, limits: RequestLimits): CheckRe
   if (limits.maxUriLength > 0 && url.length > limits.maxUriLength) return { code: 'INGRESSD_ERR_URI_TOO_LONG' }
   if (limits.maxHeaders > 0 && req.rawHeaders.length / 2 > limits.maxHeaders) return { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }
   const http1 = req.httpVersionMajor === 1
-  if (!http1 && limits.maxHeaderSize !== undefined && limits.maxHeaderSize > 0 && http1HeadSize(req) > limits.maxHeaderSize) return { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }
+  const maxHeaderSize = limits.maxHeaderSize ?? 0
+  if (!http1 && maxHeaderSize > 0 && http1HeadSize(req) > maxHeaderSize) return { code: 'INGRESSD_ERR_HEADERS_TOO_LARGE' }
   if (http1) {
     // RFC 9112 3.2: a request with more than one Host field, or without one on HTTP/1.1, gets 400.
     const hosts = countHeader(req.rawHeaders, 'host')

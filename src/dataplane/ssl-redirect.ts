@@ -99,13 +99,3 @@ export function sendHttpsRedirect (reply: FastifyReply, redirect: HttpsRedirect,
 export function redirectBody (location: string): string {
   return `308 Permanent Redirect\nlocation: ${location}\n`
 }
-
-/**
- * The same redirect written to a raw socket, for an Upgrade request (a WebSocket on the HTTP
- * listener), which never reaches Fastify. The connection closes after it, as for any answer to an
- * upgrade that is not switched.
- */
-export function rawHttpsRedirect (location: string, requestId: string): string {
-  const text = redirectBody(location)
-  return `HTTP/1.1 308 Permanent Redirect\r\nlocation: ${location}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\nserver: ingressd\r\nx-request-id: ${requestId}\r\n\r\n${text}`
-}

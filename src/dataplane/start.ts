@@ -74,21 +74,18 @@ export async function startDataPlane (config: Readonly<Config>, logger: Logger, 
     certificates,
     writeStatus: from.writeStatus
   })
+  const common = { tables: reloader, config, metrics }
   const http = await buildDataPlaneApp({
-    tables: reloader,
-    config,
+    ...common,
     logger: logger.child({ component: 'http' }),
     proto: 'http',
-    metrics,
     // Until the HTTPS listener is bound (moments at start-up), its configured port, unless that is 0.
     httpsRedirect: { port: () => config.httpsRedirectPort ?? httpsAddress?.port ?? (config.httpsAddr.port === 0 ? undefined : config.httpsAddr.port) }
   })
   const https = await buildDataPlaneApp({
-    tables: reloader,
-    config,
+    ...common,
     logger: logger.child({ component: 'https' }),
     proto: 'https',
-    metrics,
     tls: { serverOptions: httpsServerOptions(reloader, generatedCertificate, config.tlsHandshakeTimeoutMs), sni: reloader, hsts: config.hsts }
   })
   try {
