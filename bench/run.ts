@@ -41,10 +41,16 @@ const hasCommand = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v 
 const HAS_TASKSET = hasCommand('taskset')
 const HAS_WRK = hasCommand('wrk')
 const NGINX = ['/usr/sbin/nginx', '/usr/bin/nginx'].find(p => existsSync(p))
+/** The machine's cores, read before this process pins itself below (the count follows the affinity). */
+const CORES = availableParallelism()
+// This process belongs with the load generator: it drains the gateways' access logs, drives the
+// WebSocket and admin scenarios. Left to the scheduler, it ran on the proxies' core too and took
+// CPU from whichever gateway it was reading, which moved ingressd's figures by up to a third.
+if (HAS_TASKSET) spawnSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' })
 
-/** `cmd args` pinned to `core` with taskset (when it exists); with `core` null, left to the scheduler on every core. */
+/** `cmd args` pinned to `core` with taskset (when it exists); with `core` null, left to the scheduler on every core (set explicitly: children inherit this process's core 0). */
 function pinned (cmd: string, args: string[], core: number | null): [string, string[]] {
-  return HAS_TASKSET && core !== null ? ['taskset', ['-c', String(core), cmd, ...args]] : [cmd, args]
+  return HAS_TASKSET ? ['taskset', ['-c', core === null ? `0-${CORES - 1}` : String(core), cmd, ...args]] : [cmd, args]
 }
 
 /** Runs a command pinned to `core` (null: not pinned) and resolves once stdout matches `ready`. */
@@ -599,7 +605,7 @@ type WorkersRun = LoadResult & { machineCpuPct: number, originCpuPct: number }
 interface WorkersTarget { proxy: 'nginx' | 'ingressd', workers: number, url: string, pid: number, processes: number, runs: WorkersRun[], close: () => Promise<void> }
 
 async function benchWorkers (originPort: number): Promise<void> {
-  const cores = availableParallelism()
+  const cores = CORES
   const counts = Array.from({ length: cores }, (_, i) => i + 1)
   if (NGINX === undefined) process.stdout.write('\nnginx is not installed (apt-get install nginx-light): the workers table has no nginx rows and no ratios.\n')
   const targets: WorkersTarget[] = []
@@ -772,7 +778,7 @@ async function memoryRun (originPort: number, ingresses: number, pool: { cert: s
 async function benchMemory (originPort: number): Promise<void> {
   // One certificate per host app-i: the hosts `manifests()` names.
   const pool = await certificatePool(1000, i => `app-${i}.example.com`)
-  const cores = availableParallelism()
+  const cores = CORES
   const runs = [
     ...await memoryRun(originPort, 10, []),
     ...await memoryRun(originPort, 10_000, pool),
@@ -801,7 +807,7 @@ async function benchMemory (originPort: number): Promise<void> {
 }
 
 try {
-  process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${availableParallelism()} cores, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator and origin on core 0, proxies on core 1 (in the workers scenario: proxies not pinned)' : 'no taskset: processes not pinned'}\n`)
+  process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${CORES} cores, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator, origin and this runner (which reads the access logs) on core 0, proxies on core 1 (in the workers scenario: proxies not pinned)' : 'no taskset: processes not pinned'}\n`)
   const originPort = await startOrigin()
   if (ONLY.has('compile')) benchCompile()
   if (ONLY.has('certs')) await benchCerts()
