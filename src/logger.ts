@@ -8,7 +8,8 @@ import type { ObjectStore } from './store/object-store.js'
  * The logger every part writes through: JSON lines on stdout, written asynchronously (lines
  * queue while a write is in progress) so an access line per request never makes the data plane
  * wait on a slow pipe. Lines are written in batches of at least 4 KiB, or every 100 ms, whichever
- * comes first: one write per access line cost the proxy about a sixth of its CPU per request. A
+ * comes first: one write per access line cost the proxy about a sixth of its CPU per request (the
+ * access log now hands its lines over in batches of its own, see dataplane/access-log.ts). A
  * line is thus at most 100 ms late; pino writes what is queued when the process exits, and
  * `flush()` before exiting does it explicitly (a SIGKILL loses at most those 100 ms). No log call
  * passes headers, bodies or keys, so nothing needs redacting on the hot path; tests assert that
