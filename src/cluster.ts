@@ -15,7 +15,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/config.js'
-import { buildConfiguredAdmin } from './admin/app.js'
+import { buildConfiguredAdmin, closeAdmin } from './admin/app.js'
 import { logServing } from './logger.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
@@ -146,7 +146,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     return {
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let every worker finish what it serves, then the store.
-        await admin.close()
+        await closeAdmin(admin, graceMs)
         await stopWorkers(graceMs)
         unsubscribe()
         db.close()

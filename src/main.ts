@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
-import { buildConfiguredAdmin } from './admin/app.js'
+import { buildConfiguredAdmin, closeAdmin } from './admin/app.js'
 import type { Reloader } from './dataplane/reloader.js'
 import { listen, startDataPlane, type DataPlane } from './dataplane/start.js'
 import { createLogger, logServing } from './logger.js'
@@ -53,7 +53,7 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
       reloader,
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let the data planes finish what they serve, then the store.
-        await adminApp.close()
+        await closeAdmin(adminApp, graceMs)
         await plane.close(graceMs)
         db.close()
       }

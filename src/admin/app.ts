@@ -91,6 +91,25 @@ function toIngressdError (err: FastifyError): IngressdError {
   return new IngressdError('INGRESSD_ERR_INTERNAL', 'internal error; the log has the details', { cause: err })
 }
 
+/** The longest the admin API's stop waits for its requests in progress (admin requests are short). */
+const ADMIN_CLOSE_GRACE_MS = 5000
+
+/**
+ * Stops the admin API: no new connections, idle ones closed now, requests in progress given up to
+ * 5 s (or `graceMs`, when shorter), then whatever is still open is cut; the data plane drains
+ * after it. Fastify's close alone waits for every connection Node does not see as idle: a client
+ * that stopped reading a large response (Swagger UI's 1.6 MB script, fetched by a frozen browser
+ * tab) held the gateway's stop for the 72 s keep-alive timeout.
+ */
+export async function closeAdmin (app: FastifyInstance, graceMs: number): Promise<void> {
+  const timer = setTimeout(() => app.server.closeAllConnections(), Math.min(graceMs, ADMIN_CLOSE_GRACE_MS))
+  try {
+    await app.close()
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 /** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
 export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness'> & { logger: Logger }): Promise<FastifyInstance> {
   return await buildAdminApp({
