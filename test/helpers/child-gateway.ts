@@ -85,3 +85,13 @@ export async function startChildGateway (env: Record<string, string>, args: stri
   })
   return { ...run, admin: `http://${String(started.admin)}`, started }
 }
+
+/** Whether a process (a gateway's worker, say) still runs. */
+export function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -11,20 +11,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { request } from 'undici'
-import { runCli, startChildGateway } from '../helpers/child-gateway.js'
+import { alive, runCli, startChildGateway } from '../helpers/child-gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { serviceManifests } from '../helpers/backends.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
-}
 
 t.test('the bundle serves: workers proxy, the admin plane documents itself, the CLI talks to it, SIGTERM stops all', async t => {
   // Without tap's coverage hooks in NODE_OPTIONS, which would instrument tsc and esbuild too.

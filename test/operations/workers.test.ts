@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { request } from 'undici'
-import { startChildGateway, type ChildGateway } from '../helpers/child-gateway.js'
+import { alive, startChildGateway, type ChildGateway } from '../helpers/child-gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { serviceManifests } from '../helpers/backends.js'
 
@@ -34,15 +34,6 @@ async function apply (gw: ChildGateway, manifests: unknown[]): Promise<{ status:
   const res = await request(`${gw.admin}/apply`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(manifests) })
   const warning = res.headers.warning
   return { status: res.statusCode, warning: typeof warning === 'string' ? warning : undefined, body: await res.body.json() }
-}
-
-function alive (pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch {
-    return false
-  }
 }
 
 t.test('two workers: every request after a write sees it, metrics add up, SIGTERM stops all', async t => {
