@@ -5,7 +5,7 @@
  */
 import type { Condition } from '../resources/meta.js'
 import { ingressServiceNames, type IngressSpecType } from '../resources/ingress.js'
-import { CERT_KEY } from '../resources/secret.js'
+import { CERT_KEY } from '../resources/tls-material.js'
 import { inspectTlsMaterial } from '../resources/tls-material.js'
 import type { ObjectStore, StoredObject } from '../store/object-store.js'
 

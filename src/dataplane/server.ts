@@ -89,7 +89,7 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
       metrics.countRequest(routeNames(info?.route), statusLabel)
       metrics.requestDuration.observe({ status_class: statusLabel }, reply.elapsedTime / 1000)
     }
-    accessLog.write(req, reply, info)
+    accessLog(req, reply, info)
     done()
   })
 
@@ -101,10 +101,7 @@ export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<Fastif
       .send(status === 502 ? errorBody('INGRESSD_ERR_UPSTREAM_RESET', req.id) : `${status} ${err.code ?? 'bad request'}\nrequest id: ${req.id}\n`)
   })
   app.server.on('upgrade', proxy.handleUpgrade)
-  app.addHook('onClose', async () => {
-    accessLog.close()
-    await proxy.close()
-  })
+  app.addHook('onClose', async () => { await proxy.close() })
   shutdowns.set(app, { proxy, tracker: new ConnectionTracker(app.server as unknown as NetServer, opts.tls !== undefined) })
   return app
 }

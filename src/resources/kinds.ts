@@ -14,8 +14,6 @@ import { CauseList, structuralValidator, validateLabelsAndAnnotations, validateO
 import type { CertificateInfo } from './tls-material.js'
 import { presentMetadata, STORAGE, type KindName, type StoredContent, type StoredMeta } from './stored.js'
 
-export type { KindName, StoredContent, StoredMeta } from './stored.js'
-
 interface VersionDefinition {
   input: TSchema
   output: TSchema

@@ -11,7 +11,6 @@ import { CERT_KEY, PRIVATE_KEY_KEY, inspectTlsMaterial, type CertificateInfo } f
 import type { CauseList } from './validation.js'
 
 export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
-export { CERT_KEY, PRIVATE_KEY_KEY }
 
 export const SecretInput = Type.Object({
   apiVersion: Type.Literal('v1'),

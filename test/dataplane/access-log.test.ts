@@ -51,9 +51,7 @@ for (const c of cases) {
     const ours = capture()
     const theirs = capture()
     const reply = { statusCode: c.status, elapsedTime: 12.3456, getHeader: (name: string) => name === 'content-length' ? c.contentLength : undefined }
-    const log = createAccessLog(ours.logger)
-    log.write(c.req as unknown as FastifyRequest, reply as unknown as FastifyReply, c.info)
-    log.close()
+    createAccessLog(ours.logger)(c.req as unknown as FastifyRequest, reply as unknown as FastifyReply, c.info)
     const headers = c.req.headers as Record<string, string>
     theirs.logger.child({ reqId: c.req.id }).info({
       client: (c.req.socket as { remoteAddress?: string }).remoteAddress,
@@ -77,27 +75,6 @@ for (const c of cases) {
 t.test('nothing is written when the level is above info', async t => {
   const { logger, lines } = capture()
   logger.level = 'warn'
-  const log = createAccessLog(logger)
-  log.write({ id: 'x', socket: {}, headers: {}, method: 'GET', url: '/' } as unknown as FastifyRequest, { statusCode: 200, elapsedTime: 1, getHeader: () => undefined } as unknown as FastifyReply, null)
-  log.close()
+  createAccessLog(logger)({ id: 'x', socket: {}, headers: {}, method: 'GET', url: '/' } as unknown as FastifyRequest, { statusCode: 200, elapsedTime: 1, getHeader: () => undefined } as unknown as FastifyReply, null)
   t.same(lines, [])
-})
-
-t.test('lines reach the destination in batches, in order, and none waits more than about 100 ms', async t => {
-  const { logger, lines } = capture()
-  const log = createAccessLog(logger)
-  const reply = { statusCode: 200, elapsedTime: 1, getHeader: () => undefined } as unknown as FastifyReply
-  const request = (i: number): FastifyRequest => ({ id: `r${i}`, socket: { remoteAddress: '127.0.0.1' }, headers: { host: 'web.example.com' }, method: 'GET', url: `/${i}` }) as unknown as FastifyRequest
-  for (let i = 0; i < 500; i++) log.write(request(i), reply, null)
-  // 500 lines of ~150 characters: 16 KiB batches went out as they filled, the rest waits for the timer.
-  const written = lines.join('').split('\n').filter(l => l !== '')
-  t.ok(written.length > 0 && written.length < 500, `${written.length} of 500 lines written before the timer`)
-  t.ok(lines.length < 10, `${lines.length} writes for ${written.length} lines`)
-  await new Promise(resolve => setTimeout(resolve, 250))
-  const all = lines.join('').split('\n').filter(l => l !== '')
-  t.equal(all.length, 500, 'the rest arrived on the timer')
-  t.same(all.map(l => (JSON.parse(l) as { reqId: string }).reqId), Array.from({ length: 500 }, (_, i) => `r${i}`))
-  log.write(request(500), reply, null)
-  log.close()
-  t.equal(lines.join('').split('\n').filter(l => l !== '').length, 501, 'close writes what is left')
 })

@@ -44,8 +44,7 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
     ...env
   })
   const logs: string[] = []
-  // One entry per line: access lines arrive in batches (at most ~100 ms after their request).
-  const sink = new Writable({ write (chunk, _enc, cb) { logs.push(...String(chunk).split('\n').filter(line => line !== '')); cb() } })
+  const sink = new Writable({ write (chunk, _enc, cb) { logs.push(String(chunk)); cb() } })
   const logger = pino({ level: config.logLevel }, sink)
   const gateway = await startGateway(config, logger)
   const admin = `http://127.0.0.1:${gateway.addresses.admin.port}`
@@ -81,14 +80,4 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
   const result: TestGateway = { gateway, admin, http, httpPort: gateway.addresses.http.port, https: `https://127.0.0.1:${httpsPort}`, httpsPort, dir, db, logs, config, api, close }
   if (token !== undefined) result.token = token
   return result
-}
-
-/** The log lines that match, once at least one does (access lines are written in batches, up to ~100 ms after their request). */
-export async function waitForLogLines (gw: Pick<TestGateway, 'logs'>, match: (line: string) => boolean, timeoutMs = 2000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const found = gw.logs.filter(match)
-    if (found.length > 0 || Date.now() > deadline) return found
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
 }
