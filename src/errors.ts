@@ -73,6 +73,14 @@ export const ERROR_CODES = {
   INGRESSD_ERR_UPSTREAM_RESET: { status: 502, reason: 'ServiceUnavailable', summary: 'Data plane: the upstream closed or reset the connection before a complete response.' },
   INGRESSD_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, reason: 'ServiceUnavailable', summary: 'Data plane: the upstream answered with something that is not valid HTTP.' },
   INGRESSD_ERR_UPSTREAM_TIMEOUT: { status: 504, reason: 'Timeout', summary: 'Data plane: the upstream did not connect or answer within the proxy timeouts.' },
+  INGRESSD_ERR_ACCESS_DENIED_CONFIG: { status: 503, reason: 'ServiceUnavailable', summary: 'Data plane: an access-control annotation on the route cannot be honoured (a missing or malformed secret, an unsupported value): its paths are denied until it is fixed; the ingress status says which annotation and why (ingress-nginx\'s "location denied").' },
+  INGRESSD_ERR_SOURCE_FORBIDDEN: { status: 403, reason: 'Forbidden', summary: 'Data plane: the client address is not allowed by the route\'s whitelist-source-range, is in its denylist-source-range, or is in INGRESSD_DENYLIST_SOURCE_RANGE.' },
+  INGRESSD_ERR_AUTH_REQUIRED: { status: 401, reason: 'Unauthorized', summary: 'Data plane: the route needs credentials (basic auth, or an external auth service answered 401) and none valid were sent.' },
+  INGRESSD_ERR_AUTH_FORBIDDEN: { status: 403, reason: 'Forbidden', summary: 'Data plane: the route\'s external auth service answered 403, or the client certificate\'s CN does not match auth-tls-match-cn.' },
+  INGRESSD_ERR_AUTH_SERVICE: { status: 500, reason: 'InternalError', summary: 'Data plane: the route\'s external auth service (auth-url) failed: an answer other than 2xx, 401 or 403, a timeout or a connection failure. The request is not let through.' },
+  INGRESSD_ERR_CLIENT_CERTIFICATE: { status: 400, reason: 'BadRequest', summary: 'Data plane: the host requires a client certificate (auth-tls-verify-client) and none was sent, or it did not verify against auth-tls-secret\'s CA.' },
+  INGRESSD_ERR_RATE_LIMITED: { status: 503, reason: 'ServiceUnavailable', summary: 'Data plane: the client passed the route\'s limit-rps, limit-rpm or limit-connections (503 as ingress-nginx answers, or INGRESSD_LIMIT_REQ_STATUS_CODE).' },
+  INGRESSD_ERR_AMBIGUOUS_PATH: { status: 400, reason: 'BadRequest', summary: 'Data plane: the path holds an encoded slash or backslash (%2F, %5C, \\) that a decoding backend would route under another rule than the gateway: refused so that no path-scoped policy can be bypassed.' },
   INGRESSD_ERR_CONFIG: { status: 0, reason: 'BadRequest', summary: 'Start-up configuration (flags or environment) is invalid; the process exits with the message.' },
   INGRESSD_ERR_MIGRATION: { status: 0, reason: 'InternalError', summary: 'A schema migration failed; the store is left at the last version that applied.' }
 } as const satisfies Record<string, ErrorDefinition>
