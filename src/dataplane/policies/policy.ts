@@ -46,3 +46,30 @@ export type StepResult = PolicyAnswer | undefined
 
 /** One step: undefined lets the request go on. Sync where it can be; a promise only for steps that must wait (external auth, a limiter in another process). */
 export type PolicyStep = (ctx: PolicyContext) => StepResult | Promise<StepResult>
+
+/** One annotation that is wrong or cannot be honoured: the full key and what is wrong, in words a user can act on. */
+export interface AnnotationProblem { key: string, message: string }
+
+/** Reads an ingress's nginx.ingress.kubernetes.io/* annotations by name without the prefix ('auth-url'). */
+export type AnnotationReader = (name: string) => string | undefined
+
+/**
+ * What parsing one family's annotations gives: its typed spec (undefined when the family is not
+ * used), problems the admin plane refuses on write (422 naming the key: a malformed CIDR or URL,
+ * an unknown auth-type, another namespace's secret), and denials: annotations that are well
+ * formed but cannot be honoured (a value ingressd does not implement), whose paths answer 503.
+ */
+export interface FamilyParse<T> {
+  spec?: T
+  problems: AnnotationProblem[]
+  denials: AnnotationProblem[]
+}
+
+/** A Secret's values as the data plane reads them (write-only values included), decoded to text. */
+export interface SecretMaterial {
+  readonly type: string
+  readonly data: Readonly<Record<string, string>>
+}
+
+/** Finds a Secret by namespace and name in the snapshot a table is compiled from. */
+export type SecretLookup = (namespace: string, name: string) => SecretMaterial | undefined
