@@ -7,6 +7,7 @@ import type { Condition } from '../resources/meta.js'
 import { ingressServiceNames, type IngressSpecType } from '../resources/ingress.js'
 import { CERT_KEY } from '../resources/tls-material.js'
 import { inspectTlsMaterial } from '../resources/tls-material.js'
+import { TLS_SECRET_TYPE } from '../resources/secret.js'
 import type { ObjectStore, StoredObject } from '../store/object-store.js'
 
 function referencesCondition (missing: string[], generation: number): Condition {
@@ -31,7 +32,21 @@ function ingressStatus (store: ObjectStore, obj: StoredObject): Record<string, u
   return status
 }
 
+function reportedConditions (store: ObjectStore, obj: StoredObject): Condition[] {
+  return store.status('Secret', obj.meta.namespace, obj.meta.name)?.status?.conditions as Condition[] | undefined ?? []
+}
+
+/**
+ * A TLS Secret's key size and what its certificate says; for any other type, the size of each
+ * write-only value (`status.data`), worked out by the store without the values leaving it.
+ */
 function secretStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> {
+  if (obj.content.type !== TLS_SECRET_TYPE) {
+    const status: Record<string, unknown> = { data: store.secretValueSizes(obj.meta.namespace, obj.meta.name) }
+    const reported = reportedConditions(store, obj)
+    if (reported.length > 0) status.conditions = reported
+    return status
+  }
   const certB64 = (obj.content.data as Record<string, string> | undefined)?.[CERT_KEY]
   const key = store.privateKey(obj.meta.namespace, obj.meta.name)
   if (certB64 === undefined || key === undefined) return {}
@@ -43,8 +58,7 @@ function secretStatus (store: ObjectStore, obj: StoredObject): Record<string, un
     const conditions: Condition[] = [inspection.info.expired
       ? { type: 'CertificateValid', status: 'False', reason: 'Expired', message: `the certificate expired at ${inspection.info.notAfter}` }
       : { type: 'CertificateValid', status: 'True', reason: 'Valid', message: `valid until ${inspection.info.notAfter}` }]
-    const reported = store.status('Secret', obj.meta.namespace, obj.meta.name)?.status
-    status.conditions = [...conditions, ...(reported?.conditions as Condition[] | undefined ?? [])]
+    status.conditions = [...conditions, ...reportedConditions(store, obj)]
   }
   return status
 }

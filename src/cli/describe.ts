@@ -4,8 +4,9 @@
  *
  * An ingress's backends are shown with the endpoints its Service resolves to (read from the
  * Service and the Endpoints of the same name, as the data plane resolves them), or with the
- * error the lookup gave, as kubectl shows them. A Secret shows the size of `tls.key` from
- * `status.keyBytes`: the key itself never leaves the server.
+ * error the lookup gave, as kubectl shows them. A Secret shows the size of each value, the
+ * write-only ones (`tls.key`, every value of a non-TLS Secret) from its status: those never leave
+ * the server.
  */
 import { ApiError, type AdminClient } from './client.js'
 import { CLIENT_KINDS, itemPath, type ClientKind } from './kinds.js'

@@ -78,6 +78,8 @@ export interface SecretView extends ObjectView {
   data?: Record<string, string>
   status?: {
     keyBytes?: number
+    /** The sizes of a non-TLS Secret's write-only values. */
+    data?: Record<string, { bytes?: number }>
     certificate?: {
       subject?: string
       issuer?: string
@@ -259,11 +261,15 @@ export function printerFor (kind: ClientKind): Printer {
 }
 
 /**
- * The keys a Secret holds, with their sizes in bytes: `data` as served (tls.crt), plus tls.key,
- * which is never served but whose size is in `status.keyBytes`.
+ * The keys a Secret holds, with their sizes in bytes: `data` as served (tls.crt, ca.crt), plus
+ * the write-only values, which are never served but whose sizes are: tls.key's in
+ * `status.keyBytes`, every value of a non-TLS Secret in `status.data`.
  */
 export function secretDataKeys (secret: SecretView): { key: string, bytes: number }[] {
   const keys = Object.entries(secret.data ?? {}).map(([key, value]) => ({ key, bytes: Buffer.from(value, 'base64').length }))
+  for (const [key, size] of Object.entries(secret.status?.data ?? {})) {
+    if (typeof size?.bytes === 'number' && !keys.some(k => k.key === key)) keys.push({ key, bytes: size.bytes })
+  }
   if (typeof secret.status?.keyBytes === 'number' && !keys.some(k => k.key === 'tls.key')) keys.push({ key: 'tls.key', bytes: secret.status.keyBytes })
   return keys.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
 }

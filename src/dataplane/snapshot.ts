@@ -1,6 +1,6 @@
 /**
- * What the route and SNI tables are compiled from, read from the store in one read transaction
- * (one consistent version). Objects are parsed once per version: a read after the first asks the
+ * What the route and SNI tables are compiled from, and the Secret values the policies read (see
+ * secret-material.ts), read from the store in one read transaction (one consistent version). Objects are parsed once per version: a read after the first asks the
  * store only for the rows changed and deleted since the version it last read (an index range),
  * so a single change to a store of thousands of objects costs that change, not a scan.
  *
@@ -15,9 +15,11 @@ import type { Service } from '../resources/service.js'
 import type { ObjectStore, StoredObject } from '../store/object-store.js'
 import type { RouteSnapshot } from './compile.js'
 import type { TlsSnapshot } from './compile-certificates.js'
+import { isTlsSecret, type SecretSnapshot } from './secret-material.js'
 
 export interface StoreSnapshot {
-  snapshot: RouteSnapshot & TlsSnapshot
+  /** Read it for Secret values through secretLookup (secret-material.ts). */
+  snapshot: RouteSnapshot & TlsSnapshot & SecretSnapshot
   resourceVersion: number
   routingVersion: number
 }
@@ -63,7 +65,9 @@ function position (sorted: readonly Cached[], key: { namespace: string, name: st
 /** Reads snapshots, keeping each object parsed for as long as its resourceVersion stands. */
 export class SnapshotReader {
   private kinds = new Map<KindName, KindCache>(KINDS.map(k => [k, emptyKind()]))
+  /** The write-only column of each Secret, split by type: TLS keys (what the SNI compile reads) and the JSON values of every other type. */
   private privateKeys = new Map<string, string>()
+  private secretValues = new Map<string, string>()
   /** The version the cache holds; -1 before the first read. */
   private readVersion = -1
   /** Rows parsed by the last read: for tests and the benchmark. */
@@ -99,7 +103,8 @@ export class SnapshotReader {
           services: this.kind('Service').list as Service[],
           endpoints: this.kind('Endpoints').list as Endpoints[],
           secrets: this.kind('Secret').list as Secret[],
-          privateKeys: this.privateKeys
+          privateKeys: this.privateKeys,
+          secretValues: this.secretValues
         }
       }
     })()
@@ -117,8 +122,9 @@ export class SnapshotReader {
   /** Reads every object (the first read, or a reader too far behind to catch up by changes). */
   private readAll (): void {
     this.fullLastRead = true
-    const keys = this.store.privateKeys()
+    const writeOnly = this.store.privateKeys()
     const privateKeys = new Map<string, string>()
+    const secretValues = new Map<string, string>()
     for (const kind of KINDS) {
       const cache = emptyKind()
       for (const stored of this.store.all(kind)) {
@@ -126,13 +132,14 @@ export class SnapshotReader {
         const key = `${entry.namespace}/${entry.name}`
         cache.byKey.set(key, entry)
         cache.sorted.push(entry)
-        const privateKey = kind === 'Secret' ? keys.get(key) : undefined
-        if (privateKey !== undefined) privateKeys.set(key, privateKey)
+        const value = kind === 'Secret' ? writeOnly.get(key) : undefined
+        if (value !== undefined) (isTlsSecret(entry.object as Secret) ? privateKeys : secretValues).set(key, value)
       }
       cache.list = cache.sorted.map(e => e.object)
       this.kinds.set(kind, cache)
     }
     this.privateKeys = privateKeys
+    this.secretValues = secretValues
   }
 
   /**
@@ -153,8 +160,15 @@ export class SnapshotReader {
       }
       return next
     }
+    // Copied on the first edit: the previous snapshot's maps stay as they were.
     let privateKeys: Map<string, string> | undefined
+    let secretValues: Map<string, string> | undefined
     const keysToEdit = (): Map<string, string> => (privateKeys ??= new Map(this.privateKeys))
+    const valuesToEdit = (): Map<string, string> => (secretValues ??= new Map(this.secretValues))
+    const dropWriteOnly = (key: string): void => {
+      if (this.privateKeys.has(key)) keysToEdit().delete(key)
+      if (this.secretValues.has(key)) valuesToEdit().delete(key)
+    }
 
     for (const d of deleted) {
       const next = edit(d.kind)
@@ -164,7 +178,7 @@ export class SnapshotReader {
       next.byKey.delete(key)
       const at = position(next.sorted, d)
       if (at < next.sorted.length && compareKeys(next.sorted[at] as Cached, d) === 0) next.sorted.splice(at, 1)
-      if (d.kind === 'Secret' && this.privateKeys.has(key)) keysToEdit().delete(key)
+      if (d.kind === 'Secret') dropWriteOnly(key)
     }
     for (const stored of this.store.changedSince(this.readVersion)) {
       const next = edit(stored.kind)
@@ -176,9 +190,10 @@ export class SnapshotReader {
       else next.sorted.splice(at, 0, entry)
       next.byKey.set(key, entry)
       if (stored.kind === 'Secret') {
-        const privateKey = this.store.privateKey(entry.namespace, entry.name)
-        if (privateKey !== undefined) keysToEdit().set(key, privateKey)
-        else if (this.privateKeys.has(key)) keysToEdit().delete(key)
+        // Dropped first: a Secret deleted and created again with another type moves between the maps.
+        dropWriteOnly(key)
+        const value = this.store.privateKey(entry.namespace, entry.name)
+        if (value !== undefined) (isTlsSecret(entry.object as Secret) ? keysToEdit() : valuesToEdit()).set(key, value)
       }
     }
     for (const [kind, next] of touched) {
@@ -187,6 +202,7 @@ export class SnapshotReader {
     }
     for (const [kind, next] of touched) this.kinds.set(kind, { byKey: next.byKey, sorted: next.sorted, list: next.sorted.map(e => e.object) })
     if (privateKeys !== undefined) this.privateKeys = privateKeys
+    if (secretValues !== undefined) this.secretValues = secretValues
     return true
   }
 }

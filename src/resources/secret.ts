@@ -1,29 +1,52 @@
 /**
- * Secret (v1, type kubernetes.io/tls): a certificate chain and its private key.
+ * Secret (v1): `kubernetes.io/tls` (a certificate chain, its private key, optionally a CA bundle),
+ * and every other type (`Opaque`, `kubernetes.io/basic-auth`, or any type string, as Kubernetes
+ * takes them): an htpasswd file, an auth map, a client-certificate CA bundle.
  *
- * The private key is write-only. It is split off on write and kept in its own column, so no read
- * path can return it; reads carry the certificate and what it says (subject, names, validity),
- * plus the key's size, as `kubectl describe secret` shows it.
+ * What a reader must never see is split off on write and kept in the write-only column
+ * (`objects.private_key`), which no read path returns: the private key of a TLS Secret, and
+ * every value of a Secret of any other type. Reads carry the public part (tls.crt and ca.crt of
+ * a TLS Secret, in `data`) and the sizes of the rest, as `kubectl describe secret` shows them.
  */
+import { X509Certificate } from 'node:crypto'
 import Type from 'typebox'
 import { ObjectMeta, ObjectMetaInput, Condition } from './meta.js'
 import { CERT_KEY, PRIVATE_KEY_KEY, inspectTlsMaterial, type CertificateInfo } from './tls-material.js'
 import type { CauseList } from './validation.js'
 
 export const TLS_SECRET_TYPE = 'kubernetes.io/tls'
+export const OPAQUE_SECRET_TYPE = 'Opaque'
+export const BASIC_AUTH_SECRET_TYPE = 'kubernetes.io/basic-auth'
+/** The CA bundle a TLS Secret may carry (cert-manager writes it; ingress-nginx's auth-tls reads it). */
+export const CA_CERT_KEY = 'ca.crt'
+/** Kubernetes' limit on the decoded size of a Secret's values, all keys together (MaxSecretSize). */
+export const MAX_SECRET_BYTES = 1024 * 1024
+
+/** Kubernetes' rule for Secret and ConfigMap keys (IsConfigMapKey). */
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/
+const MAX_KEY_LENGTH = 253
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
+const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/
+const TLS_KEYS = [CERT_KEY, PRIVATE_KEY_KEY, CA_CERT_KEY]
 
 export const SecretInput = Type.Object({
   apiVersion: Type.Literal('v1'),
   kind: Type.Literal('Secret'),
   metadata: ObjectMetaInput,
-  type: Type.Optional(Type.String({ examples: [TLS_SECRET_TYPE] })),
-  data: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'base64 of the PEM text: tls.crt and tls.key' })),
-  stringData: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'PEM text: tls.crt and tls.key' })),
+  type: Type.Optional(Type.String({
+    examples: [TLS_SECRET_TYPE, OPAQUE_SECRET_TYPE, BASIC_AUTH_SECRET_TYPE],
+    description: 'Free-form, as in Kubernetes; immutable. Omitted: kubernetes.io/tls when the data holds tls.crt or tls.key, else Opaque'
+  })),
+  data: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'base64 values. kubernetes.io/tls: tls.crt, tls.key and optionally ca.crt (PEM); other types: any keys, all write-only' })),
+  stringData: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'The same as data, as text; wins over data for a key in both' })),
   immutable: Type.Optional(Type.Boolean())
 }, {
   additionalProperties: false,
   $id: 'SecretInput',
-  examples: [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'my-https' }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': '-----BEGIN CERTIFICATE-----\n...', 'tls.key': '-----BEGIN PRIVATE KEY-----\n...' } }]
+  examples: [
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'my-https' }, type: 'kubernetes.io/tls', stringData: { 'tls.crt': '-----BEGIN CERTIFICATE-----\n...', 'tls.key': '-----BEGIN PRIVATE KEY-----\n...' } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'basic-auth' }, type: 'Opaque', stringData: { auth: 'foo:$apr1$...' } }
+  ]
 })
 
 export const CertificateStatus = Type.Object({
@@ -41,69 +64,197 @@ export const CertificateStatus = Type.Object({
   expired: Type.Boolean()
 })
 
-/** A Secret as served: tls.crt in data, tls.key never; what the certificate says in status. */
+/** A Secret as served: public values in data (never tls.key, never a value of a non-TLS Secret); sizes and what the certificate says in status. */
 export const Secret = Type.Object({
   apiVersion: Type.Literal('v1'),
   kind: Type.Literal('Secret'),
   metadata: ObjectMeta,
   type: Type.String(),
-  data: Type.Record(Type.String(), Type.String(), { description: 'tls.crt only: the private key is write-only' }),
+  data: Type.Record(Type.String(), Type.String(), { description: 'Public values only: tls.crt and ca.crt of a kubernetes.io/tls Secret; {} for every other type, whose values are write-only (their sizes are in status.data)' }),
   immutable: Type.Optional(Type.Boolean()),
   status: Type.Optional(Type.Object({
     certificate: Type.Optional(CertificateStatus),
     keyBytes: Type.Optional(Type.Integer({ description: 'Size of the stored tls.key; the key itself is never returned' })),
+    data: Type.Optional(Type.Record(Type.String(), Type.Object({ bytes: Type.Integer() }), {
+      description: 'Every write-only value of a Secret of a type other than kubernetes.io/tls, by key, with its size in bytes; the values themselves are never returned',
+      examples: [{ auth: { bytes: 45 } }]
+    })),
     conditions: Type.Optional(Type.Array(Condition))
   }))
 }, { $id: 'Secret' })
 export type Secret = Type.Static<typeof Secret>
 type SecretInput = Type.Static<typeof SecretInput>
 
-/** What a Secret write stores: the public part (served back) and the private key (never served). */
+/**
+ * What a Secret write stores: the public part (served back) and the write-only part (never
+ * served). For a TLS Secret the write-only part is the PEM private key; for every other type it
+ * is the JSON text of {@link encodeSecretValues}. Both live in `objects.private_key`.
+ */
 export interface PreparedSecret {
   body: { type: string, data: Record<string, string>, immutable?: boolean }
   privateKey: string
-  certificate: CertificateInfo
-}
-
-function decodeField (input: SecretInput, key: string, causes: CauseList): string | undefined {
-  const plain = input.stringData?.[key]
-  if (plain !== undefined) return plain
-  const encoded = input.data?.[key]
-  if (encoded === undefined) return undefined
-  if (!/^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(encoded)) {
-    causes.invalid(`data[${key}]`, '<base64>', 'must be base64-encoded')
-    return undefined
-  }
-  return Buffer.from(encoded, 'base64').toString('utf8')
+  certificate?: CertificateInfo
 }
 
 /**
- * Validates a TLS Secret and splits it into what is stored. `storedKey` is the key already held
- * for this Secret: a write that leaves tls.key out keeps it, since reads never return it.
+ * The type a write is stored with. An omitted (or empty) type is `Opaque`, as in Kubernetes,
+ * except that data holding tls.crt or tls.key keeps meaning `kubernetes.io/tls`: ingressd took
+ * an omitted type for TLS before it stored other types, and manifests written for it still do.
  */
-export function prepareSecret (input: SecretInput, storedKey: string | undefined, causes: CauseList): { prepared?: PreparedSecret, tlsCauses: boolean } {
-  const type = input.type ?? TLS_SECRET_TYPE
-  if (type !== TLS_SECRET_TYPE) {
-    causes.notSupported('type', type, [TLS_SECRET_TYPE])
-    return { tlsCauses: false }
+function secretType (input: Pick<SecretInput, 'type' | 'data' | 'stringData'>): string {
+  if (input.type !== undefined && input.type !== '') return input.type
+  for (const source of [input.data, input.stringData]) {
+    if (source !== undefined && (CERT_KEY in source || PRIVATE_KEY_KEY in source)) return TLS_SECRET_TYPE
   }
-  const known = new Set([CERT_KEY, PRIVATE_KEY_KEY])
+  return OPAQUE_SECRET_TYPE
+}
+
+/** Canonical JSON of write-only values (key → base64, keys sorted), so an unchanged write stores the same text. */
+function encodeSecretValues (values: Readonly<Record<string, string>>): string {
+  const sorted: Record<string, string> = {}
+  for (const key of Object.keys(values).sort()) sorted[key] = values[key] as string
+  return JSON.stringify(sorted)
+}
+
+/**
+ * The write-only values of a non-TLS Secret from the stored column, or undefined when the column
+ * holds none (no Secret, or a TLS Secret's PEM key, which never begins with '{').
+ */
+function decodeSecretValues (stored: string | undefined): Record<string, string> | undefined {
+  if (stored === undefined || !stored.startsWith('{')) return undefined
+  try {
+    const parsed = JSON.parse(stored) as unknown
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined
+    const values: Record<string, string> = {}
+    for (const [key, value] of Object.entries(parsed)) if (typeof value === 'string') values[key] = value
+    return values
+  } catch {
+    return undefined
+  }
+}
+
+function isBase64 (encoded: string): boolean {
+  return /^[A-Za-z0-9+/\r\n]*={0,2}\s*$/.test(encoded)
+}
+
+/** Checks keys as Kubernetes does; causes name `source[key]` and echo only the key. */
+function checkKeys (input: SecretInput, causes: CauseList): void {
   for (const source of ['data', 'stringData'] as const) {
     for (const key of Object.keys(input[source] ?? {})) {
-      if (!known.has(key)) causes.notSupported(`${source}[${key}]`, key, [CERT_KEY, PRIVATE_KEY_KEY])
+      const field = `${source}[${key}]`
+      if (key.length > MAX_KEY_LENGTH) causes.invalid(field, key, `a key must be no more than ${MAX_KEY_LENGTH} characters`)
+      else if (!SECRET_KEY.test(key)) causes.invalid(field, key, 'a valid config key must consist of alphanumeric characters, \'-\', \'_\' or \'.\' (e.g. \'key.name\', or \'KEY_NAME\', or \'key-name\')')
+      else if (key === '.' || key === '..' || key.startsWith('..')) causes.invalid(field, key, 'must not be \'.\' or \'..\', nor start with \'..\'')
     }
   }
-  const cert = decodeField(input, CERT_KEY, causes)
-  const key = decodeField(input, PRIVATE_KEY_KEY, causes) ?? storedKey
+}
+
+/** The written values as canonical base64 by key (stringData wins over data); causes for values that are not base64. */
+function writtenValues (input: SecretInput, causes: CauseList): Record<string, string> {
+  const values: Record<string, string> = {}
+  for (const [key, encoded] of Object.entries(input.data ?? {})) {
+    // The value is never echoed: it may be the secret itself, or a typo of it.
+    if (!isBase64(encoded)) causes.invalid(`data[${key}]`, '<base64>', 'must be base64-encoded')
+    else values[key] = Buffer.from(encoded, 'base64').toString('base64')
+  }
+  for (const [key, text] of Object.entries(input.stringData ?? {})) values[key] = Buffer.from(text, 'utf8').toString('base64')
+  return values
+}
+
+/** Decoded byte length of canonical (padded) base64, without decoding it. */
+function decodedBytes (base64: string): number {
+  const padding = base64.endsWith('==') ? 2 : base64.endsWith('=') ? 1 : 0
+  return base64.length / 4 * 3 - padding
+}
+
+function checkTotalSize (bytes: number, causes: CauseList): void {
+  if (bytes > MAX_SECRET_BYTES) causes.invalid('data', `${bytes} bytes`, `the values of a Secret may not exceed ${MAX_SECRET_BYTES} bytes in total`)
+}
+
+/** Why `pem` is not a CA bundle, or undefined when it is one: PEM certificates, every one parseable, no private key. */
+function caBundleProblem (pem: string): string | undefined {
+  if (PEM_PRIVATE_KEY.test(pem)) return 'ca.crt holds a private key; it must hold only certificates, and it is served to every reader of the Secret'
+  let count = 0
+  for (const match of pem.matchAll(PEM_CERTIFICATE)) {
+    try {
+      // eslint-disable-next-line no-new
+      new X509Certificate(match[0])
+    } catch {
+      return `certificate ${count} in ca.crt is not a valid PEM-encoded X.509 certificate`
+    }
+    count++
+  }
+  return count === 0 ? 'ca.crt does not contain a PEM certificate (-----BEGIN CERTIFICATE----- ... -----END CERTIFICATE-----)' : undefined
+}
+
+/**
+ * Validates a Secret and splits it into what is stored. `stored` is what the write-only column
+ * already holds for this Secret. For TLS, a write that leaves tls.key out keeps the stored key.
+ * For other types, a write that names no key at all (in data or stringData: a metadata-only
+ * change, or a read sent back, whose `data` is `{}`) keeps the stored values; a write that names
+ * any key replaces the whole set, as a Kubernetes PUT does. `tlsCauses` is true when the causes
+ * are about the certificate material (INGRESSD_ERR_TLS_INVALID).
+ */
+export function prepareSecret (input: SecretInput, stored: string | undefined, causes: CauseList): { prepared?: PreparedSecret, tlsCauses: boolean } {
+  const type = secretType(input)
+  return type === TLS_SECRET_TYPE ? prepareTlsSecret(input, stored, causes) : prepareOpaqueSecret(input, type, stored, causes)
+}
+
+function prepareTlsSecret (input: SecretInput, stored: string | undefined, causes: CauseList): { prepared?: PreparedSecret, tlsCauses: boolean } {
+  for (const source of ['data', 'stringData'] as const) {
+    for (const key of Object.keys(input[source] ?? {})) {
+      if (!TLS_KEYS.includes(key)) causes.notSupported(`${source}[${key}]`, key, TLS_KEYS)
+    }
+  }
+  const written = writtenValues(input, causes)
+  const text = (key: string): string | undefined => written[key] === undefined ? undefined : Buffer.from(written[key], 'base64').toString('utf8')
+  const cert = text(CERT_KEY)
+  // A column holding a non-TLS Secret's values is no key to keep (the type change is refused on store).
+  const key = text(PRIVATE_KEY_KEY) ?? (decodeSecretValues(stored) === undefined ? stored : undefined)
+  const ca = text(CA_CERT_KEY)
   if (cert === undefined) causes.required(`data[${CERT_KEY}]`, 'a kubernetes.io/tls Secret needs tls.crt')
   if (key === undefined) causes.required(`data[${PRIVATE_KEY_KEY}]`, 'a kubernetes.io/tls Secret needs tls.key')
   if (cert === undefined || key === undefined || !causes.empty) return { tlsCauses: false }
+  checkTotalSize(Buffer.byteLength(cert) + Buffer.byteLength(key) + (ca === undefined ? 0 : Buffer.byteLength(ca)), causes)
+  if (!causes.empty) return { tlsCauses: false }
+
+  let tlsCauses = false
+  // tls.crt and ca.crt are served back: a key pasted into either would be served with them.
+  if (PEM_PRIVATE_KEY.test(cert)) {
+    causes.invalid(`data[${CERT_KEY}]`, '<certificate>', 'tls.crt holds a private key; put the key in tls.key only, since tls.crt is served to every reader of the Secret')
+    tlsCauses = true
+  }
+  const caProblem = ca === undefined ? undefined : caBundleProblem(ca)
+  if (caProblem !== undefined) {
+    causes.invalid(`data[${CA_CERT_KEY}]`, '<certificate>', caProblem)
+    tlsCauses = true
+  }
   const inspection = inspectTlsMaterial(cert, key)
   if (!inspection.ok) {
     for (const p of inspection.problems) causes.invalid(`data[${p.field}]`, p.field === PRIVATE_KEY_KEY ? '<redacted>' : '<certificate>', `${p.reason}: ${p.message}`)
-    return { tlsCauses: true }
+    tlsCauses = true
   }
-  const body: PreparedSecret['body'] = { type, data: { [CERT_KEY]: Buffer.from(cert, 'utf8').toString('base64') } }
+  if (!inspection.ok || tlsCauses) return { tlsCauses }
+  const data: Record<string, string> = { [CERT_KEY]: written[CERT_KEY] as string }
+  if (written[CA_CERT_KEY] !== undefined) data[CA_CERT_KEY] = written[CA_CERT_KEY]
+  const body: PreparedSecret['body'] = { type: TLS_SECRET_TYPE, data }
   if (input.immutable !== undefined) body.immutable = input.immutable
   return { prepared: { body, privateKey: key, certificate: inspection.info }, tlsCauses: false }
+}
+
+function prepareOpaqueSecret (input: SecretInput, type: string, stored: string | undefined, causes: CauseList): { prepared?: PreparedSecret, tlsCauses: boolean } {
+  checkKeys(input, causes)
+  const written = writtenValues(input, causes)
+  const namesNoKey = Object.keys(input.data ?? {}).length === 0 && Object.keys(input.stringData ?? {}).length === 0
+  const kept = namesNoKey ? decodeSecretValues(stored) : undefined
+  const values = kept ?? written
+  if (type === BASIC_AUTH_SECRET_TYPE && values.username === undefined && values.password === undefined) {
+    causes.required('data[username]', 'a kubernetes.io/basic-auth Secret needs username or password')
+    causes.required('data[password]', 'a kubernetes.io/basic-auth Secret needs username or password')
+  }
+  checkTotalSize(Object.values(values).reduce((sum, v) => sum + decodedBytes(v), 0), causes)
+  if (!causes.empty) return { tlsCauses: false }
+  const body: PreparedSecret['body'] = { type, data: {} }
+  if (input.immutable !== undefined) body.immutable = input.immutable
+  return { prepared: { body, privateKey: encodeSecretValues(values) }, tlsCauses: false }
 }

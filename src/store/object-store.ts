@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto'
 import { isDeepStrictEqual } from 'node:util'
 import type Database from 'better-sqlite3'
-import { IngressdError } from '../errors.js'
+import { IngressdError, invalidObject } from '../errors.js'
 import type { PreparedObject } from '../resources/kinds.js'
 import type { KindName, StoredContent, StoredMeta } from '../resources/stored.js'
 
@@ -16,7 +16,7 @@ export interface StoredObject {
   kind: KindName
   meta: StoredMeta
   content: StoredContent
-  /** Byte size of the stored private key (Secrets), never the key. */
+  /** Size of the write-only column (Secrets), never its content: a TLS Secret's key size (shown as status.keyBytes). */
   keyBytes?: number
 }
 
@@ -114,6 +114,10 @@ export class ObjectStore {
       pruneDeletions: db.prepare<[number]>('DELETE FROM object_deletions WHERE resource_version < ?'),
       key: db.prepare<[string, string], { private_key: string | null }>('SELECT private_key FROM objects WHERE kind = \'Secret\' AND namespace = ? AND name = ?'),
       keys: db.prepare<[], { namespace: string, name: string, private_key: string }>('SELECT namespace, name, private_key FROM objects WHERE kind = \'Secret\' AND private_key IS NOT NULL'),
+      // Sizes are worked out in SQLite from the base64 (canonical, padded), so a read never loads a value.
+      valueSizes: db.prepare<[string, string], { key: string, bytes: number }>(`SELECT j.key AS key, length(j.value) / 4 * 3 - (CASE WHEN j.value LIKE '%==' THEN 2 WHEN j.value LIKE '%=' THEN 1 ELSE 0 END) AS bytes
+        FROM objects o, json_each(CASE WHEN json_valid(o.private_key) THEN o.private_key ELSE '{}' END) j
+        WHERE o.kind = 'Secret' AND o.namespace = ? AND o.name = ? ORDER BY j.key`),
       bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
       version: db.prepare<[], { resource_version: number }>('SELECT resource_version FROM store_state WHERE id = 1'),
       routingVersion: db.prepare<[], { routing_version: number }>('SELECT routing_version FROM store_state WHERE id = 1'),
@@ -216,12 +220,26 @@ export class ObjectStore {
     return this.stmt.count.get(kind)?.n ?? 0
   }
 
-  /** A Secret's private key, for the TLS layer and for writes that keep the stored key. Never served. */
+  /**
+   * A Secret's write-only column, for the data plane and for writes that keep what is stored:
+   * the PEM private key of a TLS Secret, or the JSON values (key → base64) of a Secret of any
+   * other type. Never served.
+   */
   privateKey (namespace: string, name: string): string | undefined {
     return this.stmt.key.get(namespace, name)?.private_key ?? undefined
   }
 
-  /** Every stored private key by `namespace/name`, for building TLS contexts. */
+  /**
+   * The byte size of each write-only value of a non-TLS Secret, by key in key order, for reads
+   * to show; the values stay in SQLite. Empty for a TLS Secret or a missing one.
+   */
+  secretValueSizes (namespace: string, name: string): Record<string, { bytes: number }> {
+    const sizes: Record<string, { bytes: number }> = {}
+    for (const row of this.stmt.valueSizes.all(namespace, name)) sizes[row.key] = { bytes: row.bytes }
+    return sizes
+  }
+
+  /** Every Secret's write-only column by `namespace/name` (see privateKey), for the data plane's snapshot. */
   privateKeys (): Map<string, string> {
     return new Map(this.stmt.keys.all().map(r => [`${r.namespace}/${r.name}`, r.private_key]))
   }
@@ -264,6 +282,11 @@ export class ObjectStore {
       throw new IngressdError('INGRESSD_ERR_CONFLICT', `Operation cannot be fulfilled on ${obj.def.plural} "${obj.name}": the object has been modified; please apply your changes to the latest version and try again`, { subject })
     }
     const current = rowToObject(existing)
+    if (kind === 'Secret' && current.content.type !== obj.content.type) {
+      // As in Kubernetes: values are write-only, so a type change could not carry them over and
+      // would silently drop them (a TLS Secret rewritten without its type would become Opaque).
+      throw invalidObject(kind, obj.def.group, obj.name, [{ reason: 'FieldValueInvalid', field: 'type', message: `Invalid value: ${JSON.stringify(obj.content.type)}: field is immutable (the Secret is ${JSON.stringify(current.content.type)}; delete it and create it again to change its type)` }])
+    }
     const contentChanged = !isDeepStrictEqual(current.content, obj.content) || (obj.privateKey !== undefined && obj.privateKey !== this.privateKey(obj.namespace, obj.name))
     const annotationsChanged = !isDeepStrictEqual(current.meta.annotations, obj.annotations)
     const labelsChanged = !isDeepStrictEqual(current.meta.labels, obj.labels)

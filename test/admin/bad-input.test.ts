@@ -440,14 +440,14 @@ t.test('bad input is refused with a Status naming the problem, and nothing is st
       absent: [`${SECRETS}/weak-key`]
     },
     {
-      name: 'Secret of type Opaque',
+      name: 'basic-auth Secret without username or password',
       path: SECRETS,
-      body: tlsSecret('opaque', { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key) }, 'Opaque'),
+      body: tlsSecret('basic', { auth: b64('alice:$apr1$x$y') }, 'kubernetes.io/basic-auth'),
       ...invalid,
-      names: 'type',
-      field: 'type',
-      why: /kubernetes\.io\/tls/,
-      absent: [`${SECRETS}/opaque`]
+      names: 'data[username]',
+      field: 'data[username]',
+      why: /username or password/,
+      absent: [`${SECRETS}/basic`]
     },
     {
       name: '/apply bundle whose 3rd of 3 objects is invalid',

@@ -1,6 +1,10 @@
+import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
 import t from 'tap'
 import { generateSelfSigned } from '../../src/resources/tls-material.js'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
+import { client } from '../cli/run.js'
 
 const SECRETS = '/api/v1/namespaces/default/secrets'
 const TEAM_SECRETS = '/api/v1/namespaces/team-b/secrets'
@@ -198,8 +202,9 @@ data:
   await t.test('refused writes answer without the key', async t => {
     const attempts: Array<[string, string, unknown, Record<string, string>?]> = [
       ['mismatched pair', SECRETS, secret('bad-pair', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(c.key) } })],
-      ['Opaque type', SECRETS, { ...secret('opaque', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key) } }), type: 'Opaque' }],
-      ['extra data key', SECRETS, secret('extra', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key), 'ca.crt': b64(a.key) } })],
+      ['key pasted into tls.crt', SECRETS, secret('pasted', { stringData: { 'tls.crt': a.cert + a.key, 'tls.key': a.key } })],
+      ['key as ca.crt', SECRETS, secret('extra', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key), 'ca.crt': b64(a.key) } })],
+      ['extra data key', SECRETS, secret('extra', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key), 'tls.pem': b64(a.key) } })],
       ['key not base64', SECRETS, secret('not-b64', { data: { 'tls.crt': b64(a.cert), 'tls.key': a.key } })],
       ['unknown field', SECRETS, { ...secret('unknown', { stringData: { 'tls.crt': a.cert, 'tls.key': a.key } }), strinData: { 'tls.key': a.key } }],
       ['key as a number', SECRETS, secret('number', { stringData: { 'tls.crt': a.cert, 'tls.key': 42 } })],
@@ -241,4 +246,407 @@ t.test('an expired certificate is accepted, and its status says so', async t => 
   t.match(cond.message, res.body.status.certificate.notAfter)
   const read = await gw.api('GET', `${SECRETS}/old-tls`)
   t.match(read.body.status.conditions, [{ type: 'CertificateValid', status: 'False', reason: 'Expired' }])
+})
+
+/** A value no other text in a test holds by chance. */
+function secretValue (label: string): string {
+  return `${label}-${randomBytes(18).toString('hex')}`
+}
+
+/**
+ * Substrings that only a copy of `value` would contain: the text, each of its longer lines, and
+ * its base64 at each of the three alignments (as it would sit inside a larger base64 text).
+ */
+function valueMarkers (value: string): string[] {
+  const lines = value.split('\n').filter(l => l.length >= 16)
+  const shifted = [0, 1, 2].map(offset => b64(value.slice(offset)).slice(4, -4))
+  return [value, b64(value), ...lines, ...shifted].filter(m => m.length >= 16)
+}
+
+/** Asserts `text` holds none of the markers of any value. */
+function noValue (t: Tap, text: string, values: string[], what: string): void {
+  const found = values.flatMap(valueMarkers).filter(m => text.includes(m))
+  t.same(found.length, 0, `${what}: no secret value${found.length > 0 ? ` (found ${JSON.stringify(found[0]?.slice(0, 24))}...)` : ''}`)
+}
+
+/** What the write-only column holds for a non-TLS Secret, decoded: for asserting what was stored. */
+function storedValues (gw: TestGateway, name: string, namespace = 'default'): Record<string, string> | undefined {
+  const raw = gw.gateway.store.privateKey(namespace, name)
+  if (raw === undefined) return undefined
+  return Object.fromEntries(Object.entries(JSON.parse(raw) as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]))
+}
+
+function sizes (values: Record<string, string>): Record<string, { bytes: number }> {
+  return Object.fromEntries(Object.keys(values).sort().map(k => [k, { bytes: Buffer.byteLength(values[k] as string) }]))
+}
+
+function opaque (name: string, body: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, ...extra }, ...body }
+}
+
+/** A YAML block scalar of `text`, indented for a stringData entry. */
+function yamlBlock (text: string): string {
+  return `|\n${text.replace(/\n$/, '').split('\n').map(l => `    ${l}`).join('\n')}`
+}
+
+t.test('the values of Opaque, basic-auth and other non-TLS Secrets are write-only', async t => {
+  const gw = await startTestGateway(t, { INGRESSD_LOG_LEVEL: 'debug' })
+  const ingressd = client(gw.admin)
+  const tlsPair = await generateSelfSigned({ commonName: 'opaque.example.com', dnsNames: ['opaque.example.com'], keyType: 'ec' })
+  const ca = await generateSelfSigned({ commonName: 'Client CA', isCA: true, keyType: 'ec' })
+  const htpasswd = `alice:$apr1$${secretValue('salt')}$${secretValue('hash')}\nbob:{SHA}${secretValue('sha')}\n`
+  const htpasswd2 = `carol:$2y$05$${secretValue('bcrypt')}\n`
+  const [userA, userB] = ['alice', 'bob']
+  const hashA = `$apr1$${secretValue('map-a')}`
+  const hashB = `{SHA}${secretValue('map-b')}`
+  const username = secretValue('user')
+  const password = secretValue('password')
+  const password2 = secretValue('password2')
+  const token = secretValue('token')
+  const note = `${secretValue('note-line-1')}\n${secretValue('note-line-2')}\n`
+  const apiKey = secretValue('api-key')
+
+  const cases: Array<{ name: string, body: Record<string, unknown>, type: string, values: Record<string, string> }> = [
+    { name: 'htpasswd-string', body: { type: 'Opaque', stringData: { auth: htpasswd } }, type: 'Opaque', values: { auth: htpasswd } },
+    { name: 'htpasswd-data', body: { type: 'Opaque', data: { auth: b64(htpasswd2) } }, type: 'Opaque', values: { auth: htpasswd2 } },
+    { name: 'auth-map', body: { type: 'Opaque', stringData: { [userA]: hashA, [userB]: hashB } }, type: 'Opaque', values: { [userA]: hashA, [userB]: hashB } },
+    { name: 'client-ca', body: { data: { 'ca.crt': b64(ca.cert) } }, type: 'Opaque', values: { 'ca.crt': ca.cert } },
+    { name: 'basic-auth', body: { type: 'kubernetes.io/basic-auth', stringData: { username, password } }, type: 'kubernetes.io/basic-auth', values: { username, password } },
+    { name: 'password-only', body: { type: 'kubernetes.io/basic-auth', data: { password: b64(password2) } }, type: 'kubernetes.io/basic-auth', values: { password: password2 } },
+    { name: 'omitted-type', body: { data: { 'note.txt': b64(note) }, stringData: { token } }, type: 'Opaque', values: { 'note.txt': note, token } },
+    { name: 'custom-type', body: { type: 'example.com/api-token', stringData: { 'api.key': apiKey } }, type: 'example.com/api-token', values: { 'api.key': apiKey } },
+    { name: 'tls-material-as-opaque', body: { type: 'Opaque', stringData: { 'tls.crt': tlsPair.cert, 'tls.key': tlsPair.key } }, type: 'Opaque', values: { 'tls.crt': tlsPair.cert, 'tls.key': tlsPair.key } },
+    { name: 'empty', body: { type: 'Opaque' }, type: 'Opaque', values: {} }
+  ]
+  const values = cases.flatMap(c => Object.values(c.values))
+  t.ok(values.every(v => valueMarkers(v).length >= 3), 'every value has distinctive markers')
+  for (const v of values) {
+    t.ok(valueMarkers(v).some(m => JSON.stringify({ data: { x: b64(`pre${v}`) } }).includes(m)), 'the markers find a value inside a larger base64 text')
+  }
+
+  /** Checks a served Secret: its type, no values in data, every size in status.data. */
+  const served = (t: Tap, item: any, c: typeof cases[number], what: string): void => {
+    t.equal(item.type, c.type, `${what}: type`)
+    t.same(item.data, {}, `${what}: data holds no value`)
+    t.equal(item.stringData, undefined, `${what}: stringData is not echoed`)
+    t.same(item.status?.data, sizes(c.values), `${what}: status.data has every key with its size`)
+    t.equal(item.status?.keyBytes, undefined, `${what}: no keyBytes (that is a TLS Secret's)`)
+  }
+
+  await t.test('a create answers with the keys and sizes, never a value', async t => {
+    for (const c of cases) {
+      const res = await gw.api('POST', SECRETS, opaque(c.name, c.body, { labels: { group: 'write-only' } }))
+      t.equal(res.status, 201, `${c.name}: ${res.text.slice(0, 300)}`)
+      noValue(t, res.text, values, `${c.name}: create response`)
+      served(t, res.body, c, c.name)
+      t.same(storedValues(gw, c.name), c.values, `${c.name}: every value is stored`)
+    }
+  })
+
+  await t.test('reads and lists never carry a value', async t => {
+    const byName = new Map(cases.map(c => [c.name, c]))
+    const paths = [...cases.map(c => `${SECRETS}/${c.name}`), SECRETS, ALL_SECRETS, `${ALL_SECRETS}?labelSelector=group%3Dwrite-only`, `${SECRETS}?limit=3`]
+    for (const path of paths) {
+      const res = await gw.api('GET', path)
+      t.equal(res.status, 200, path)
+      noValue(t, res.text, values, `GET ${path}`)
+      for (const item of res.body.items ?? [res.body]) served(t, item, byName.get(item.metadata.name) as typeof cases[number], `GET ${path} ${String(item.metadata.name)}`)
+    }
+    let next: string | undefined = ''
+    let pages = 0
+    while (next !== undefined) {
+      const page = await gw.api('GET', `${SECRETS}?limit=2${next === '' ? '' : `&continue=${next}`}`)
+      noValue(t, page.text, values, `page ${pages}`)
+      next = page.body.metadata.continue
+      pages++
+    }
+    t.equal(pages, Math.ceil(cases.length / 2), 'every page read')
+  })
+
+  await t.test('writes that keep the values answer without them', async t => {
+    const patch = await gw.api('PATCH', `${SECRETS}/basic-auth`, { metadata: { labels: { group: 'write-only', patched: 'yes' } } })
+    t.equal(patch.status, 200, patch.text.slice(0, 300))
+    noValue(t, patch.text, values, 'PATCH response')
+    const put = await gw.api('PUT', `${SECRETS}/htpasswd-string`, opaque('htpasswd-string', { type: 'Opaque' }, { labels: { group: 'write-only', put: 'yes' } }))
+    t.equal(put.status, 200, put.text.slice(0, 300))
+    noValue(t, put.text, values, 'PUT response')
+    t.same(put.body.status.data, sizes({ auth: htpasswd }))
+  })
+
+  await t.test('/apply answers with outcomes, never a value', async t => {
+    const yaml = `apiVersion: v1
+kind: Secret
+metadata:
+  name: applied-auth
+  labels: {group: write-only}
+type: Opaque
+stringData:
+  auth: ${yamlBlock(htpasswd)}
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: applied-basic
+  labels: {group: write-only}
+type: kubernetes.io/basic-auth
+data:
+  username: ${b64(username)}
+  password: ${b64(password)}
+`
+    const res = await gw.api('POST', '/apply', yaml, { 'content-type': 'application/yaml' })
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    t.same(res.body.summary, ['secret/applied-auth created', 'secret/applied-basic created'])
+    noValue(t, res.text, values, '/apply result')
+    t.same(storedValues(gw, 'applied-auth'), { auth: htpasswd })
+    const again = await gw.api('POST', '/apply', yaml, { 'content-type': 'application/yaml' })
+    t.same(again.body.summary, ['secret/applied-auth unchanged', 'secret/applied-basic unchanged'], 'the same manifest again changes nothing')
+    noValue(t, again.text, values, '/apply result')
+    cases.push({ name: 'applied-auth', body: {}, type: 'Opaque', values: { auth: htpasswd } }, { name: 'applied-basic', body: {}, type: 'kubernetes.io/basic-auth', values: { username, password } })
+  })
+
+  await t.test('the CLI prints keys and sizes, never a value', async t => {
+    const file = join(gw.dir, 'basic-auth.yaml')
+    writeFileSync(file, `apiVersion: v1\nkind: Secret\nmetadata:\n  name: cli-auth\ntype: Opaque\nstringData:\n  auth: ${yamlBlock(htpasswd2)}\n`)
+    const applied = await ingressd('apply', '-f', file)
+    t.same(applied, { code: 0, stdout: 'secret/cli-auth created\n', stderr: '' })
+    noValue(t, applied.stdout + applied.stderr, values, 'ingressd apply')
+
+    const outputs: Array<[string, string]> = []
+    for (const args of [['get', 'secrets'], ['get', 'secrets', '-A', '-o', 'wide'], ['get', 'secrets', '-o', 'yaml'], ['get', 'secrets', '-o', 'json']]) {
+      const res = await ingressd(...args)
+      t.equal(res.code, 0, args.join(' '))
+      outputs.push([args.join(' '), res.stdout + res.stderr])
+    }
+    for (const c of cases) {
+      for (const args of [['get', 'secret', c.name, '-o', 'yaml'], ['get', 'secret', c.name, '-o', 'json'], ['describe', 'secret', c.name]]) {
+        const res = await ingressd(...args)
+        t.equal(res.code, 0, args.join(' '))
+        outputs.push([args.join(' '), res.stdout + res.stderr])
+      }
+      const described = await ingressd('describe', 'secret', c.name)
+      t.match(described.stdout, new RegExp(`\\nType: +${c.type.replace(/\./g, '\\.')}\\n`), `describe ${c.name}: the type`)
+      for (const [key, value] of Object.entries(c.values)) {
+        t.match(described.stdout, new RegExp(`\\n${key.replace(/\./g, '\\.')}: +${Buffer.byteLength(value)} bytes\\n`), `describe ${c.name}: ${key} with its size`)
+      }
+    }
+    for (const [what, output] of outputs) noValue(t, output, values, what)
+    const table = await ingressd('get', 'secret', 'auth-map')
+    t.match(table.stdout, /^NAME +TYPE +DATA +AGE\nauth-map +Opaque +2 +\d+s\n$/, 'the DATA column counts the write-only keys')
+  })
+
+  await t.test('a DELETE answers without the values, and they go with the Secret', async t => {
+    const res = await gw.api('DELETE', `${SECRETS}/basic-auth`)
+    t.equal(res.status, 200)
+    noValue(t, res.text, values, 'DELETE response')
+    t.equal(gw.gateway.store.privateKey('default', 'basic-auth'), undefined)
+  })
+
+  await t.test('the audit log and the log hold no value', async t => {
+    const audit = gw.gateway.store.auditEntries(1000)
+    t.ok(audit.length >= cases.length, `the audit log has entries (${audit.length})`)
+    noValue(t, JSON.stringify(audit), values, 'the audit log')
+    const rows = gw.gateway.store.db.prepare('SELECT * FROM audit_log').all()
+    noValue(t, JSON.stringify(rows), values, 'the audit_log table')
+    t.ok(gw.logs.length > 20, `the debug log has lines (${gw.logs.length})`)
+    for (const [i, line] of gw.logs.entries()) {
+      const found = values.flatMap(valueMarkers).filter(m => line.includes(m))
+      if (found.length > 0) t.fail(`log line ${i} holds a secret value: ${line.slice(0, 200)}`)
+    }
+    noValue(t, gw.logs.join('\n'), values, 'the log')
+  })
+})
+
+t.test('updates of a non-TLS Secret: a write that names a key replaces the set, one that names none keeps it', async t => {
+  const gw = await startTestGateway(t)
+  const [v1, v2, v3, v4, user, pass] = ['v1', 'v2', 'v3', 'v4', 'user', 'pass'].map(secretValue) as [string, string, string, string, string, string]
+  const all = [v1, v2, v3, v4, user, pass]
+  const read = async (name: string): Promise<any> => (await gw.api('GET', `${SECRETS}/${name}`)).body
+  const created = await gw.api('POST', SECRETS, opaque('auth', { type: 'Opaque', stringData: { auth: v1, extra: v2 } }))
+  t.equal(created.status, 201)
+
+  await t.test('a read sent back (data: {}) keeps the values', async t => {
+    const { status: _status, ...current } = await read('auth')
+    current.metadata.labels = { edited: 'yes' }
+    const res = await gw.api('PUT', `${SECRETS}/auth`, current)
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    noValue(t, res.text, all, 'PUT response')
+    t.same(res.body.metadata.labels, { edited: 'yes' })
+    t.same(res.body.status.data, sizes({ auth: v1, extra: v2 }))
+    t.equal(res.body.metadata.generation, 1, 'labels only: the generation stands')
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
+  })
+
+  await t.test('a PUT without data or type keeps the values', async t => {
+    const res = await gw.api('PUT', `${SECRETS}/auth`, opaque('auth', {}, { labels: { edited: 'again' } }))
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
+  })
+
+  await t.test('a merge patch of metadata keeps the values', async t => {
+    const res = await gw.api('PATCH', `${SECRETS}/auth`, { metadata: { annotations: { note: 'kept' } } })
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
+  })
+
+  await t.test('a merge patch that only deletes a key names none, and so changes nothing', async t => {
+    const before = await read('auth')
+    const res = await gw.api('PATCH', `${SECRETS}/auth`, { data: { extra: null } })
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    t.equal(res.body.metadata.resourceVersion, before.metadata.resourceVersion, 'unchanged')
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
+  })
+
+  await t.test('a merge patch with a key replaces the whole set', async t => {
+    const res = await gw.api('PATCH', `${SECRETS}/auth`, { stringData: { auth: v3 } })
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    noValue(t, res.text, all, 'PATCH response')
+    t.same(res.body.status.data, sizes({ auth: v3 }), 'extra is gone')
+    t.equal(res.body.metadata.generation, 2)
+    t.same(storedValues(gw, 'auth'), { auth: v3 })
+  })
+
+  await t.test('a PUT with data replaces the whole set', async t => {
+    const res = await gw.api('PUT', `${SECRETS}/auth`, opaque('auth', { type: 'Opaque', data: { other: b64(v4) } }))
+    t.equal(res.status, 200, res.text.slice(0, 300))
+    t.same(res.body.status.data, sizes({ other: v4 }))
+    t.same(storedValues(gw, 'auth'), { other: v4 })
+  })
+
+  await t.test('/apply: the same values are unchanged, a manifest without data keeps them, new values configure', async t => {
+    // As the PUT before left it: no labels, no annotations.
+    const manifest = (body: Record<string, unknown>): Record<string, unknown> => opaque('auth', { type: 'Opaque', ...body })
+    t.same((await gw.api('POST', '/apply', manifest({ stringData: { other: v4 } }))).body.summary, ['secret/auth unchanged'])
+    t.same((await gw.api('POST', '/apply', manifest({}))).body.summary, ['secret/auth unchanged'])
+    t.same((await gw.api('POST', '/apply', manifest({ stringData: { other: v1 } }))).body.summary, ['secret/auth configured'])
+    t.same(storedValues(gw, 'auth'), { other: v1 })
+  })
+
+  await t.test('basic-auth: a metadata change keeps username and password; a write with data replaces them', async t => {
+    t.equal((await gw.api('POST', SECRETS, opaque('basic', { type: 'kubernetes.io/basic-auth', stringData: { username: user, password: pass } }))).status, 201)
+    const patch = await gw.api('PATCH', `${SECRETS}/basic`, { metadata: { labels: { team: 'a' } } })
+    t.equal(patch.status, 200, patch.text.slice(0, 300))
+    t.same(storedValues(gw, 'basic'), { username: user, password: pass })
+    const put = await gw.api('PUT', `${SECRETS}/basic`, opaque('basic', { type: 'kubernetes.io/basic-auth', stringData: { username: user } }))
+    t.equal(put.status, 200, put.text.slice(0, 300))
+    t.same(storedValues(gw, 'basic'), { username: user })
+  })
+
+  await t.test('the type is immutable, as in Kubernetes', async t => {
+    const before = await read('auth')
+    const res = await gw.api('PUT', `${SECRETS}/auth`, opaque('auth', { type: 'kubernetes.io/basic-auth', stringData: { username: user } }))
+    t.equal(res.status, 422, res.text.slice(0, 300))
+    t.match(res.body.details.causes, [{ field: 'type', message: /field is immutable/ }])
+    noValue(t, res.text, all, 'refused PUT')
+    t.equal((await read('auth')).metadata.resourceVersion, before.metadata.resourceVersion, 'nothing stored')
+    t.same(storedValues(gw, 'auth'), { other: v1 })
+
+    // Before other types, an omitted type meant TLS: such a write to a TLS Secret must not turn it into an empty Opaque one.
+    const pair = await generateSelfSigned({ commonName: 'imm.example.com', dnsNames: ['imm.example.com'], keyType: 'ec' })
+    t.equal((await gw.api('POST', SECRETS, secret('tls', { stringData: { 'tls.crt': pair.cert, 'tls.key': pair.key } }))).status, 201)
+    const untyped = await gw.api('PUT', `${SECRETS}/tls`, opaque('tls', {}, { labels: { a: 'b' } }))
+    t.equal(untyped.status, 422, untyped.text.slice(0, 300))
+    t.match(untyped.body.details.causes, [{ field: 'type', message: /"Opaque": field is immutable/ }])
+    noKey(t, untyped.text, [pair.key], 'refused PUT')
+    t.equal(gw.gateway.store.privateKey('default', 'tls'), pair.key, 'the key is kept')
+    const toTls = await gw.api('PUT', `${SECRETS}/auth`, secret('auth', { stringData: { 'tls.crt': pair.cert, 'tls.key': pair.key } }))
+    t.equal(toTls.status, 422, toTls.text.slice(0, 300))
+    t.match(toTls.body.details.causes, [{ field: 'type' }])
+    noKey(t, toTls.text, [pair.key], 'refused PUT')
+  })
+})
+
+t.test('invalid non-TLS Secrets are refused with the field named, and nothing is stored', async t => {
+  const gw = await startTestGateway(t)
+  const v = secretValue('refused')
+  const long = 'k'.repeat(254)
+  const MiB = 1024 * 1024
+  const attempts: Array<[string, Record<string, unknown>, string[]]> = [
+    ['a value that is not base64', { type: 'Opaque', data: { auth: `not base64 ${v}` } }, ['data[auth]']],
+    ['a key with a slash', { stringData: { 'a/b': v } }, ['stringData[a/b]']],
+    ['a key with a space', { type: 'Opaque', data: { 'bad key': b64(v) } }, ['data[bad key]']],
+    ['a key "."', { stringData: { '.': v } }, ['stringData[.]']],
+    ['a key ".."', { stringData: { '..': v } }, ['stringData[..]']],
+    ['a key starting with ".."', { stringData: { '..data': v } }, ['stringData[..data]']],
+    ['a key of 254 characters', { stringData: { [long]: v } }, [`stringData[${long}]`]],
+    ['an empty key', { type: 'Opaque', data: { '': b64(v) } }, ['data[]']],
+    ['values over 1 MiB in total', { type: 'Opaque', stringData: { a: 'x'.repeat(MiB / 2), b: 'y'.repeat(MiB / 2 + 1) } }, ['data']],
+    ['one value over 1 MiB', { type: 'Opaque', data: { big: Buffer.alloc(MiB + 1, 7).toString('base64') } }, ['data']],
+    ['basic-auth without username or password', { type: 'kubernetes.io/basic-auth', stringData: { user: v } }, ['data[username]', 'data[password]']],
+    ['basic-auth with no data', { type: 'kubernetes.io/basic-auth' }, ['data[username]', 'data[password]']],
+    ['a value that is not a string', { type: 'Opaque', stringData: { auth: 42 } }, ['stringData.auth']]
+  ]
+  for (const [what, body, fields] of attempts) {
+    const res = await gw.api('POST', SECRETS, opaque('refused', body))
+    t.equal(res.status, 422, `${what}: ${res.text.slice(0, 300)}`)
+    t.match(res.body, { kind: 'Status', reason: 'Invalid', details: { errorCode: 'INGRESSD_ERR_INVALID' } }, what)
+    t.same(res.body.details.causes.map((c: any) => c.field), fields, `${what}: the cause names ${fields.join(', ')}`)
+    noValue(t, res.text, [v], `${what}: the answer`)
+    t.equal((await gw.api('GET', `${SECRETS}/refused`)).status, 404, `${what}: nothing stored`)
+  }
+
+  const exactly = await gw.api('POST', SECRETS, opaque('one-mib', { type: 'Opaque', stringData: { a: 'x'.repeat(MiB / 2), b: 'y'.repeat(MiB / 2) } }))
+  t.equal(exactly.status, 201, '1 MiB in total is allowed')
+  t.same(exactly.body.status.data, { a: { bytes: MiB / 2 }, b: { bytes: MiB / 2 } })
+
+  const existing = await gw.api('POST', SECRETS, opaque('existing', { type: 'Opaque', stringData: { auth: v } }))
+  t.equal(existing.status, 201)
+  const badPut = await gw.api('PUT', `${SECRETS}/existing`, opaque('existing', { type: 'Opaque', stringData: { 'no/slash': 'x' } }))
+  t.equal(badPut.status, 422)
+  t.same(badPut.body.details.causes.map((c: any) => c.field), ['stringData[no/slash]'])
+  t.equal((await gw.api('GET', `${SECRETS}/existing`)).body.metadata.resourceVersion, existing.body.metadata.resourceVersion, 'a refused PUT changes nothing')
+  t.same(storedValues(gw, 'existing'), { auth: v })
+
+  const bundle = await gw.api('POST', '/apply', [opaque('bundle-ok', { stringData: { auth: v } }), opaque('bundle-bad', { type: 'kubernetes.io/basic-auth', stringData: { auth: v } })])
+  t.equal(bundle.status, 422)
+  t.same(bundle.body.details.causes.map((c: any) => c.field), ['items[1].data[username]', 'items[1].data[password]'])
+  noValue(t, bundle.text, [v], 'refused bundle')
+  t.equal((await gw.api('GET', `${SECRETS}/bundle-ok`)).status, 404, 'nothing of the refused bundle was stored')
+})
+
+t.test('a TLS Secret may carry ca.crt: validated, public, served back like tls.crt', async t => {
+  const gw = await startTestGateway(t)
+  const ingressd = client(gw.admin)
+  const [pair, ca, ca2] = await Promise.all([
+    generateSelfSigned({ commonName: 'mtls.example.com', dnsNames: ['mtls.example.com'], keyType: 'ec' }),
+    generateSelfSigned({ commonName: 'Client CA', isCA: true, keyType: 'ec' }),
+    generateSelfSigned({ commonName: 'Other CA', isCA: true, keyType: 'ec' })
+  ])
+  const bundle = ca.cert + ca2.cert
+
+  const res = await gw.api('POST', SECRETS, secret('mtls', { data: { 'tls.crt': b64(pair.cert), 'tls.key': b64(pair.key), 'ca.crt': b64(bundle) } }))
+  t.equal(res.status, 201, res.text.slice(0, 300))
+  noKey(t, res.text, [pair.key], 'create response')
+  t.same(Object.keys(res.body.data).sort(), ['ca.crt', 'tls.crt'])
+  t.equal(res.body.data['ca.crt'], b64(bundle), 'ca.crt is served back')
+  t.equal(res.body.status.keyBytes, Buffer.byteLength(pair.key))
+  t.equal((await gw.api('GET', `${SECRETS}/mtls`)).body.data['ca.crt'], b64(bundle))
+  const described = await ingressd('describe', 'secret', 'mtls')
+  t.match(described.stdout, new RegExp(`\\nca\\.crt: +${Buffer.byteLength(bundle)} bytes\\ntls\\.crt: +${Buffer.byteLength(pair.cert)} bytes\\ntls\\.key: +${Buffer.byteLength(pair.key)} bytes\\n`))
+  noKey(t, described.stdout, [pair.key], 'describe')
+
+  const untyped = await gw.api('POST', SECRETS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'untyped' }, stringData: { 'tls.crt': pair.cert, 'tls.key': pair.key, 'ca.crt': ca.cert } })
+  t.equal(untyped.status, 201, untyped.text.slice(0, 300))
+  t.equal(untyped.body.type, 'kubernetes.io/tls', 'an omitted type with tls.crt and tls.key is still TLS')
+
+  const withoutCa = await gw.api('PUT', `${SECRETS}/mtls`, secret('mtls', { data: { 'tls.crt': b64(pair.cert) } }))
+  t.equal(withoutCa.status, 200, withoutCa.text.slice(0, 300))
+  t.same(Object.keys(withoutCa.body.data), ['tls.crt'], 'ca.crt is public: a write without it removes it, as for tls.crt')
+  t.equal(gw.gateway.store.privateKey('default', 'mtls'), pair.key)
+
+  const broken = ca.cert.split('\n').map((line, i) => i === 3 ? 'A'.repeat(line.length) : line).join('\n')
+  const refused: Array<[string, string]> = [
+    ['text', 'not a certificate'],
+    ['a truncated certificate', ca.cert.slice(0, 200)],
+    ['a corrupt certificate', broken],
+    ['a private key', pair.key],
+    ['a certificate and a private key', ca.cert + pair.key]
+  ]
+  for (const [what, value] of refused) {
+    const bad = await gw.api('POST', SECRETS, secret('bad-ca', { stringData: { 'tls.crt': pair.cert, 'tls.key': pair.key, 'ca.crt': value } }))
+    t.equal(bad.status, 422, `${what}: ${bad.text.slice(0, 300)}`)
+    t.equal(bad.body.details.errorCode, 'INGRESSD_ERR_TLS_INVALID', what)
+    t.same(bad.body.details.causes.map((c: any) => c.field), ['data[ca.crt]'], `${what}: the cause names data[ca.crt]`)
+    noKey(t, bad.text, [pair.key], `${what}: the answer`)
+    t.equal((await gw.api('GET', `${SECRETS}/bad-ca`)).status, 404, `${what}: nothing stored`)
+  }
 })

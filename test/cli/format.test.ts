@@ -117,6 +117,8 @@ t.test('table cells', async t => {
   t.same(servicePortEndpoints({ port: 80, targetPort: 9000 }, { subsets: [{ addresses: [{ ip: '127.0.0.1' }] }] }), ['127.0.0.1:9000'], 'Endpoints without ports: the targetPort')
   t.same(servicePortEndpoints({ name: 'grpc', port: 81 }, eps), [], 'no port of that name')
   t.same(secretDataKeys({ data: { 'tls.crt': Buffer.from('12345').toString('base64') }, status: { keyBytes: 1704 } }), [{ key: 'tls.crt', bytes: 5 }, { key: 'tls.key', bytes: 1704 }])
+  t.same(secretDataKeys({ type: 'Opaque', data: {}, status: { data: { user: { bytes: 7 }, auth: { bytes: 45 } } } }), [{ key: 'auth', bytes: 45 }, { key: 'user', bytes: 7 }], 'write-only values: sizes from status.data')
+  t.same(secretDataKeys({ data: { 'ca.crt': Buffer.from('123').toString('base64'), 'tls.crt': Buffer.from('12345').toString('base64') }, status: { keyBytes: 9 } }).map(k => k.key), ['ca.crt', 'tls.crt', 'tls.key'])
   const svc = resolveKind('svc')
   if (svc === undefined) throw new Error('no svc')
   t.same(printerFor(svc).headers(true), ['NAME', 'TYPE', 'CLUSTER-IP', 'EXTERNAL-IP', 'PORT(S)', 'AGE', 'SELECTOR'])
