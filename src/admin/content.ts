@@ -5,7 +5,7 @@
  * explicitly something else is read as YAML. A body that says it is JSON must be JSON.
  */
 import type { FastifyInstance } from 'fastify'
-import { parseAllDocuments } from 'yaml'
+import { parseAllDocuments, type Document } from 'yaml'
 import { IngressdError } from '../errors.js'
 
 /** Patch types Kubernetes clients send that ingressd does not implement (only merge patch is). */
@@ -13,6 +13,22 @@ const UNSUPPORTED_PATCH_TYPES = ['application/strategic-merge-patch+json', 'appl
 
 function malformed (message: string): IngressdError {
   return new IngressdError('INGRESSD_ERR_MALFORMED_BODY', message)
+}
+
+/**
+ * A parsed YAML document's value. yaml throws here for an alias with no anchor, and its message
+ * quotes the alias name: an unquoted value that begins with '*' (`password: *hunter2`), which may
+ * be a secret. So the message is replaced, never passed on to the answer or the log.
+ */
+function documentValue (doc: Document.Parsed, where: string): unknown {
+  try {
+    return doc.toJS({ maxAliasCount: 100 })
+  } catch (err) {
+    const reason = (err as Error).message.startsWith('Excessive alias count')
+      ? 'it uses too many aliases'
+      : 'an alias (*name) refers to no anchor (&name); quote a value that begins with "*"'
+    throw malformed(`${where} is not valid YAML: ${reason}`)
+  }
 }
 
 /**
@@ -45,7 +61,7 @@ export function parseObjectText (text: string | undefined): unknown {
   for (const doc of docs) {
     const error = doc.errors[0]
     if (error !== undefined) throw malformed(`the body is not valid JSON or YAML: ${error.message.split('\n')[0] ?? ''}`)
-    const value = doc.toJS({ maxAliasCount: 100 })
+    const value = documentValue(doc, 'the body')
     if (value !== null && value !== undefined) values.push(value)
   }
   if (values.length > 1) throw malformed('the body holds several YAML documents: send one object here, or use POST /apply for a bundle')
@@ -84,7 +100,7 @@ export function parseManifestStream (text: string | undefined): unknown[] {
   docs.forEach((doc, i) => {
     const error = doc.errors[0]
     if (error !== undefined) throw malformed(`document ${i + 1} is not valid JSON or YAML: ${error.message.split('\n')[0] ?? ''}`)
-    const value = doc.toJS({ maxAliasCount: 100 })
+    const value = documentValue(doc, `document ${i + 1}`)
     if (value !== null && value !== undefined) out.push(value)
   })
   return out
