@@ -22,6 +22,7 @@ import { openDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
 import { GatewayState } from './store/gateway-state.js'
 import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
+import { serveLimiter } from './dataplane/limiter-cluster.js'
 import { isMessage, SLOT_ENV, type FromWorker, type Running, type ToWorker } from './cluster-protocol.js'
 
 interface Slot {
@@ -116,6 +117,8 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
 
   // Cluster's default: the primary accepts and hands connections out round robin (not on Windows).
   cluster.setupPrimary({ silent: false })
+  // The node's one rate limiter, which every worker asks, so that limits hold per node.
+  const limiter = serveLimiter(cluster, { logger: log })
   const aggregator = new AggregatorRegistry()
   try {
     for (let i = 0; i < config.workers; i++) fork(i)
@@ -148,12 +151,14 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
         // Stop taking admin writes, let every worker finish what it serves, then the store.
         await closeAdmin(admin, graceMs)
         await stopWorkers(graceMs)
+        limiter.close()
         unsubscribe()
         db.close()
       }
     }
   } catch (err) {
     await stopWorkers(0)
+    limiter.close()
     unsubscribe()
     db.close()
     throw err

@@ -55,7 +55,8 @@ export async function startWorker (config: Readonly<Config>, logger: Logger): Pr
   process.on('message', (message: unknown) => {
     if (!isMessage<ToWorker>(message)) return
     if (message.type === 'ingressd:commit') reloader.schedule()
-    else requestStop('shutdown')
+    // Limiter answers share the channel (dataplane/limiter-cluster.ts); only this one stops the worker.
+    else if (message.type === 'ingressd:shutdown') requestStop('shutdown')
   })
   process.once('SIGTERM', () => requestStop('SIGTERM'))
   process.on('SIGINT', () => {})
