@@ -11,16 +11,23 @@
  * certificate's: the SNICallback builds a certificate's context on the first handshake that asks
  * for one of its names, in a TlsContextCache that this compiler owns, keyed by Secret version and
  * bounded, so contexts outlive recompiles and are dropped when their Secret changes or goes.
+ *
+ * The same pass gives each host its client-certificate settings (auth-tls-*, see
+ * policies/client-cert.ts): they are per host in ingress-nginx, and the handshake needs them.
  */
 import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { IngressdError } from '../errors.js'
+import { NGINX_PREFIX } from '../resources/annotation-prefix.js'
 import type { Condition } from '../resources/meta.js'
 import type { Ingress } from '../resources/ingress.js'
 import type { Secret } from '../resources/secret.js'
 import { CERT_KEY, certificateCovers, checkTlsMaterial, type ServingInfo } from '../resources/tls-material.js'
 import { ageOf, type IngressReport } from './compile.js'
-import { createSniTable, TlsContextCache, type ServedCertificate, type SniTable } from './sni-table.js'
+import { bindClientAuth, clientAuthSignature, deniedClientAuth, parseClientCert } from './policies/client-cert.js'
+import type { SecretLookup } from './policies/policy.js'
+import { secretLookup } from './secret-material.js'
+import { createSniTable, TlsContextCache, type ClientAuth, type ClientAuthTable, type ServedCertificate, type SniTable } from './sni-table.js'
 import { createCertificateContext, type PemPair } from './tls-options.js'
 
 /** What the certificates are compiled from: read in the same transaction as the route snapshot. */
@@ -29,9 +36,12 @@ export interface TlsSnapshot {
   secrets: Secret[]
   /** Private keys by `namespace/name` (ObjectStore.privateKeys()). */
   privateKeys: ReadonlyMap<string, string>
+  /** The write-only values of Secrets of other types (an Opaque Secret's ca.crt), as secret-material.ts reads them. */
+  secretValues?: ReadonlyMap<string, string>
 }
 
-export type CertificateProblemReason = 'SecretNotFound' | 'SecretUnusable' | 'CertificateExpired' | 'CertificateNotYetValid' | 'HostNotCovered' | 'HostClaimedByOlderIngress'
+export type CertificateProblemReason = 'SecretNotFound' | 'SecretUnusable' | 'CertificateExpired' | 'CertificateNotYetValid' | 'HostNotCovered' | 'HostClaimedByOlderIngress' |
+  'ClientCASecretNotFound' | 'ClientCAUnusable' | 'ClientAuthInvalid' | 'ClientAuthClaimedByOlderIngress'
 
 /** One thing wrong with the certificate an ingress's TLS host is served with. */
 export interface CertificateProblem {
@@ -85,6 +95,54 @@ interface SecretUse {
 
 /** Route-compile reasons for which an ingress takes no part in serving, TLS included. */
 const NOT_TAKING_PART = new Set(['IngressClassNotServed', 'Invalid'])
+
+const NO_VALUES: ReadonlyMap<string, string> = new Map()
+const AUTH_TLS_SECRET = `${NGINX_PREFIX}auth-tls-secret`
+
+/** A served ingress, with what orders it: the oldest wins a host. */
+interface Candidate { ing: Ingress, id: string, age: number }
+
+function byAge (a: Candidate, b: Candidate): number {
+  return a.age - b.age || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)
+}
+
+/** The rule hosts of an ingress, normalized; '' for a host-less rule. */
+function ruleHosts (ing: Ingress): Set<string> {
+  const hosts = new Set<string>()
+  for (const rule of Array.isArray(ing?.spec?.rules) ? ing.spec.rules : []) hosts.add(normalizeTlsHost(rule?.host))
+  return hosts
+}
+
+/** True when two settings would answer every request alike. */
+function sameClientAuth (a: ClientAuth, b: ClientAuth): boolean {
+  return clientAuthSignature(a) === clientAuthSignature(b) && a.depth === b.depth && a.passCertificate === b.passCertificate &&
+    a.errorPage === b.errorPage && a.matchCn?.source === b.matchCn?.source && a.denied === b.denied
+}
+
+/** Each host's settings as the handshake uses them, to tell whether a new table changed any. */
+function clientAuthSignatures (table: ClientAuthTable | undefined): Map<string, string> {
+  const out = new Map<string, string>()
+  if (table === undefined) return out
+  for (const [host, auth] of table.exact) if (auth !== null) out.set(`=${host}`, clientAuthSignature(auth))
+  for (const [host, auth] of table.wildcards) if (auth !== null) out.set(`*${host}`, clientAuthSignature(auth))
+  if (table.catchAll !== undefined) out.set('', clientAuthSignature(table.catchAll))
+  return out
+}
+
+function sameSignatures (a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {
+  if (a.size !== b.size) return false
+  for (const [key, signature] of a) if (b.get(key) !== signature) return false
+  return true
+}
+
+/** What the client-certificate compile gives the SNI table and the statuses. */
+interface ClientAuthCompile {
+  table: ClientAuthTable | undefined
+  /** By ingress `namespace/name`. */
+  problems: Map<string, CertificateProblem[]>
+  /** By Secret `namespace/name`: the hosts it is the CA of, or why it cannot be. */
+  secretUses: Map<string, { hosts: string[], denied: string | undefined }>
+}
 
 function normalizeTlsHost (host: unknown): string {
   if (typeof host !== 'string') return ''
@@ -142,6 +200,7 @@ export class CertificateCompiler {
   #defaultContext: { version: string, pem: PemPair, context: SecureContext } | undefined
   #lastDefaultWarning: string | undefined
   #previous: Pick<SniTable, 'exact' | 'wildcards' | 'fallback'> | undefined
+  #previousClientAuth = new Map<string, string>()
   #epoch = 0
   #eagerBuilt = 0
 
@@ -295,11 +354,20 @@ export class CertificateCompiler {
       }
       if (problems.length > 0) ingressProblems.set(id, problems)
     }
+    const lookup = secretLookup({ secrets: snapshot.secrets ?? [], privateKeys: snapshot.privateKeys, secretValues: snapshot.secretValues ?? NO_VALUES })
+    const clientAuth = compileClientAuth(ingresses, reports, lookup)
+    for (const [id, problems] of clientAuth.problems) ingressProblems.set(id, [...(ingressProblems.get(id) ?? []), ...problems])
     this.#cache = nextCache
-    // Contexts of Secret versions no longer served (changed, deleted or unused) go.
-    const live = new Set<string>()
+    // Contexts of Secret versions no longer served (changed, deleted or unused) go, and so do
+    // those made with a client-certificate CA no host verifies against any more.
+    const live = new Set<string>([fallback.version])
     for (const { built } of nextCache.values()) if (built.ok) live.add(built.served.version)
-    this.#contexts.retain(live)
+    const liveCas = new Set<string>()
+    const keepCa = (auth: ClientAuth | null | undefined): void => { if (auth?.ca !== undefined) liveCas.add(auth.ca.digest) }
+    clientAuth.table?.exact.forEach(keepCa)
+    clientAuth.table?.wildcards.forEach(keepCa)
+    keepCa(clientAuth.table?.catchAll)
+    this.#contexts.retain(live, liveCas)
 
     const secretStatuses: CertificateCompileResult['secretStatuses'] = []
     for (const [id, secret] of secrets) {
@@ -313,13 +381,22 @@ export class CertificateCompiler {
       if (id === configured && fallback.source === id) {
         conditions.push({ type: 'DefaultCertificate', status: 'True', reason: 'Configured', message: 'served to clients without SNI and for host names no ingress has a certificate for (INGRESSD_DEFAULT_CERT)' })
       }
+      const caUse = clientAuth.secretUses.get(id)
+      if (caUse !== undefined) {
+        const hosts = caUse.hosts.map(h => h === '' ? '(hosts without a rule of their own)' : h).join(', ')
+        conditions.push(caUse.denied === undefined
+          ? { type: 'ClientCertificateAuthority', status: 'True', reason: 'InUse', message: `client certificates are verified against its ca.crt for: ${hosts}` }
+          : { type: 'ClientCertificateAuthority', status: 'False', reason: 'Unusable', message: `${caUse.denied} (hosts: ${hosts})` })
+      }
       secretStatuses.push({ namespace: id.slice(0, id.indexOf('/')), name: secret.metadata.name, uid: secret.metadata.uid, status: { conditions } })
     }
 
     const previous = this.#previous
-    if (previous === undefined || previous.fallback !== fallback || !sameCertificates(previous.exact, exact) || !sameCertificates(previous.wildcards, wildcards)) this.#epoch++
+    const clientAuthSigned = clientAuthSignatures(clientAuth.table)
+    if (previous === undefined || previous.fallback !== fallback || !sameCertificates(previous.exact, exact) || !sameCertificates(previous.wildcards, wildcards) || !sameSignatures(this.#previousClientAuth, clientAuthSigned)) this.#epoch++
     this.#previous = { exact, wildcards, fallback }
-    const table = createSniTable({ generation, exact, wildcards, fallback, fallbackContext, fallbackPem, certificateEpoch: this.#epoch, contexts: this.#contexts })
+    this.#previousClientAuth = clientAuthSigned
+    const table = createSniTable({ generation, exact, wildcards, fallback, fallbackContext, fallbackPem, certificateEpoch: this.#epoch, contexts: this.#contexts, clientAuth: clientAuth.table })
     return { table, ingressProblems, secretStatuses }
   }
 
@@ -335,4 +412,84 @@ export class CertificateCompiler {
     if (!check.ok) return { ok: false, message: check.problems.map(p => p.reason).join(', ') }
     return { ok: true, served: servedFrom(id, `${id}@${resourceVersion}`, check.info, () => ({ cert: Buffer.from(certB64, 'base64').toString('utf8'), key })) }
   }
+}
+
+/**
+ * The client-certificate settings of every host (auth-tls-*), as ingress-nginx gives them to its
+ * servers: per rule host, from the oldest served ingress naming an auth-tls-secret, for all the
+ * paths of the host whichever ingress they come from. An ingress whose settings cannot be honoured
+ * (its Secret is missing, has no usable ca.crt, or an annotation is malformed) still claims its
+ * hosts, and they are denied: a host meant to check certificates never goes unchecked.
+ */
+function compileClientAuth (ingresses: readonly Ingress[], reports: readonly IngressReport[], secrets: SecretLookup): ClientAuthCompile {
+  const out: ClientAuthCompile = { table: undefined, problems: new Map(), secretUses: new Map() }
+  const candidates: Candidate[] = []
+  ingresses.forEach((ing, i) => {
+    if (NOT_TAKING_PART.has(reports[i]?.reason ?? '')) return
+    if (typeof ing?.metadata?.annotations?.[AUTH_TLS_SECRET] !== 'string') return
+    candidates.push({ ing, id: idOf(ing), age: ageOf(ing) })
+  })
+  if (candidates.length === 0) return out
+  candidates.sort(byAge)
+
+  const claims = new Map<string, { auth: ClientAuth, owner: string }>()
+  for (const { ing, id } of candidates) {
+    const namespace = id.slice(0, id.indexOf('/'))
+    const annotations = ing.metadata.annotations as Record<string, unknown>
+    const parsed = parseClientCert(name => {
+      const value = annotations[NGINX_PREFIX + name]
+      return typeof value === 'string' ? value : undefined
+    }, namespace)
+    const auth = parsed.spec === undefined
+      ? deniedClientAuth(id, parsed.problems.map(p => `${p.key}: ${p.message}`).join('; '))
+      : bindClientAuth(parsed.spec, secrets, id)
+    const problems: CertificateProblem[] = []
+    const won: string[] = []
+    for (const host of ruleHosts(ing)) {
+      const claim = claims.get(host)
+      if (claim === undefined) {
+        claims.set(host, { auth, owner: id })
+        won.push(host)
+      } else if (!sameClientAuth(claim.auth, auth)) {
+        const name = host === '' ? 'the host-less rules' : host
+        problems.push({ host, secret: auth.secret, reason: 'ClientAuthClaimedByOlderIngress', message: `${name}: ingress ${claim.owner} already sets the client-certificate settings (auth-tls-*) of this host; those of this ingress are not used for it` })
+      }
+    }
+    if (won.length > 0 && auth.secret !== '') {
+      const use = out.secretUses.get(auth.secret) ?? { hosts: [], denied: auth.denied }
+      use.hosts.push(...won)
+      out.secretUses.set(auth.secret, use)
+    }
+    if (won.length > 0 && auth.denied !== undefined) {
+      const reason = parsed.spec === undefined
+        ? 'ClientAuthInvalid'
+        : secrets(parsed.spec.secret.namespace, parsed.spec.secret.name) === undefined ? 'ClientCASecretNotFound' : 'ClientCAUnusable'
+      const hosts = won.map(h => h === '' ? '(host-less rules)' : h).join(', ')
+      problems.unshift({ host: '', secret: auth.secret, reason, message: `${hosts}: ${auth.denied}` })
+    }
+    if (problems.length > 0) out.problems.set(id, problems)
+  }
+
+  const exact = new Map<string, ClientAuth | null>()
+  const wildcards = new Map<string, ClientAuth | null>()
+  let catchAll: ClientAuth | undefined
+  for (const [host, { auth }] of claims) {
+    if (host === '') catchAll = auth
+    else if (host.startsWith('*.')) wildcards.set(host.slice(2), auth)
+    else exact.set(host, auth)
+  }
+  // A wildcard or host-less entry must not answer for a served host that has rules of its own.
+  if (wildcards.size > 0 || catchAll !== undefined) {
+    ingresses.forEach((ing, i) => {
+      if (NOT_TAKING_PART.has(reports[i]?.reason ?? '')) return
+      for (const host of ruleHosts(ing)) {
+        if (host === '') continue
+        if (host.startsWith('*.')) {
+          if (!wildcards.has(host.slice(2))) wildcards.set(host.slice(2), null)
+        } else if (!exact.has(host)) exact.set(host, null)
+      }
+    })
+  }
+  out.table = Object.freeze({ exact, wildcards, catchAll })
+  return out
 }

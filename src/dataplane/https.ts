@@ -6,13 +6,17 @@
  * A certificate's TLS context is built by the first handshake that asks for one of its names and
  * kept for the next ones (sni-table.ts); one that cannot be built is answered with the default
  * certificate, never with a failed handshake.
+ *
+ * Client certificates (auth-tls-*) are asked for only in the handshakes whose SNI name has a host
+ * that wants them: the listener itself never asks (policies/client-cert.ts).
  */
 import { createPrivateKey, randomBytes } from 'node:crypto'
 import type { SecureServerOptions } from 'node:http2'
-import type { Server as TlsServer } from 'node:tls'
+import type { SecureContext, Server as TlsServer, TLSSocket } from 'node:tls'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
-import { secureContextFor, type ServedCertificate, type SniSource } from './sni-table.js'
+import { negotiateClientCertificate, settleClientCertificate } from './policies/client-cert.js'
+import { clientAuthContextFor, clientAuthFor, secureContextFor, type ServedCertificate, type SniSource, type SniTable } from './sni-table.js'
 import { listenerContextOptions, type CertificateKeyType, type PemPair } from './tls-options.js'
 
 /** What the data-plane app needs to serve HTTPS. */
@@ -28,10 +32,29 @@ export interface DataPlaneTls {
 const HTTP1_KEEP_ALIVE_MS = 75_000
 
 /**
+ * The context for a handshake whose name has client-certificate settings. When the host verifies
+ * certificates, the handshake is switched to asking for one and gets the certificate's context
+ * with the host's CA. Whatever goes wrong, nothing is asked with another context (whose store
+ * would be Node's public roots): the record says so, and the host's requests are refused.
+ */
+function clientAuthContext (socket: TLSSocket, table: SniTable, servername: string): SecureContext {
+  const auth = clientAuthFor(table, servername)
+  const ca = auth?.denied === undefined && auth?.mode !== 'off' ? auth?.ca : undefined
+  if (ca === undefined) {
+    negotiateClientCertificate(socket, auth, false)
+    return secureContextFor(table, servername)
+  }
+  const context = clientAuthContextFor(table, servername, ca)
+  negotiateClientCertificate(socket, auth, context !== undefined)
+  return context ?? secureContextFor(table, servername)
+}
+
+/**
  * The secure-server options: TLS 1.2+ with the modern cipher list, `h2` then `http/1.1` in
  * ALPN, the handshake timeout, and an SNICallback that looks the name up in the current table
- * (building the certificate's context if no handshake has yet). `initial` is served to clients
- * without SNI until the first table is compiled.
+ * (building the certificate's context if no handshake has yet), and asks for a client
+ * certificate when the name's host wants one. `initial` is served to clients without SNI until
+ * the first table is compiled.
  */
 export function httpsServerOptions (sni: SniSource, initial: PemPair, handshakeTimeoutMs: number): SecureServerOptions {
   return {
@@ -40,12 +63,14 @@ export function httpsServerOptions (sni: SniSource, initial: PemPair, handshakeT
     key: initial.key,
     allowHTTP1: true,
     handshakeTimeout: handshakeTimeoutMs,
-    SNICallback (servername, cb) {
+    // Node calls it with the TLSSocket as `this` (not in @types/node's signature).
+    SNICallback (this: unknown, servername: string, cb: (err: Error | null, ctx?: SecureContext) => void) {
       let context
       try {
         const table = sni.sni
-        if (table !== undefined) context = secureContextFor(table, servername)
-      } catch { /* the listener's default context answers */ }
+        if (table?.clientAuth !== undefined) context = clientAuthContext(this as TLSSocket, table, servername)
+        else if (table !== undefined) context = secureContextFor(table, servername)
+      } catch { /* the listener's default context answers; a host that wanted a certificate refuses the requests */ }
       cb(null, context)
     }
   }
@@ -65,9 +90,10 @@ export function httpsFastifyOptions (tls: DataPlaneTls): object {
  * Wires the HTTPS side into a data-plane app before it listens. As each connection arrives, before
  * its handshake, it keeps the listener's own context (what clients without SNI get) on the current
  * default certificate, rebuilt only when that changes, and renews the session-ticket keys when
- * any certificate changed, so no client resumes its way around a new certificate. It also logs
- * failed handshakes at debug level, gives HTTP/1.1 connections the HTTP listener's keep-alive, and
- * adds HSTS to every response.
+ * any certificate or client-certificate setting changed, so no client resumes its way around a new
+ * certificate or a new demand for one. It reads the verdict of each handshake that asked for a
+ * client certificate as it completes, logs failed handshakes at debug level, gives HTTP/1.1
+ * connections the HTTP listener's keep-alive, and adds HSTS to every response.
  */
 export function prepareHttpsServer (app: FastifyInstance, tls: DataPlaneTls, logger: Logger): void {
   const server = app.server as unknown as TlsServer & { keepAliveTimeout?: number, requestTimeout?: number }
@@ -95,6 +121,8 @@ export function prepareHttpsServer (app: FastifyInstance, tls: DataPlaneTls, log
   server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
     logger.debug({ client: socket.remoteAddress, code: err.code }, 'TLS handshake failed')
   })
+  // A handshake that asked for a client certificate has its verdict read before any request.
+  server.on('secureConnection', settleClientCertificate)
   // Node's HTTP/1.1 fallback reads these from the http2 server; Fastify sets them only on HTTP/1 servers.
   server.keepAliveTimeout = HTTP1_KEEP_ALIVE_MS
   server.requestTimeout = 0

@@ -13,6 +13,7 @@
  * is reused by every later handshake and every table compiled while the Secret stays the same.
  * Only the default certificate's context is built up front.
  */
+import type { X509Certificate } from 'node:crypto'
 import type { SecureContext } from 'node:tls'
 import type { Logger } from 'pino'
 import { createCertificateContext, type CertificateKeyType, type PemPair } from './tls-options.js'
@@ -54,13 +55,88 @@ export interface SniTable {
   /** The default certificate's PEM: the listener builds its no-SNI context from it. */
   readonly fallbackPem: Readonly<PemPair>
   /**
-   * Changes whenever some name would get a different certificate than under the previous table.
-   * The listener then renews its session-ticket keys, so no client resumes a session made under
-   * the old certificate: every new connection sees the new one.
+   * Changes whenever some name would get a different certificate, or different client-certificate
+   * settings, than under the previous table. The listener then renews its session-ticket keys, so
+   * no client resumes a session made under the old certificate or settings: every new connection
+   * sees the new ones (and is asked for a certificate when its host now wants one).
    */
   readonly certificateEpoch: number
   /** Where the contexts of the other certificates are built and kept; shared by successive tables. */
   readonly contexts: TlsContextCache
+  /** Client-certificate settings by host (auth-tls-*); undefined when no host has any, the one check a request then pays. */
+  readonly clientAuth?: ClientAuthTable | undefined
+}
+
+/** auth-tls-verify-client, as nginx's ssl_verify_client. */
+export type ClientVerifyMode = 'on' | 'off' | 'optional' | 'optional_no_ca'
+
+/** A CA bundle (auth-tls-secret's ca.crt) that client certificates are verified against. */
+export interface ClientCa {
+  /** SHA-256 (hex) of the bundle's certificates: names the bundle in the context and verification caches. */
+  readonly digest: string
+  /** The bundle's CERTIFICATE blocks, PEM. */
+  readonly pem: string
+  readonly certificates: readonly X509Certificate[]
+  /** How many of them are not self-signed: none, and no client certificate can have a CA of the bundle between it and the root. */
+  readonly notSelfSigned: number
+}
+
+/**
+ * One host's client-certificate settings, from the oldest served ingress that names an
+ * auth-tls-secret for it. The handshake asks for a certificate with them (https.ts), the request
+ * step answers from them (policies/client-cert.ts).
+ */
+export interface ClientAuth {
+  /** `namespace/name` of the ingress they come from. */
+  readonly ingress: string
+  /** `namespace/name` of the Secret holding ca.crt. */
+  readonly secret: string
+  readonly mode: ClientVerifyMode
+  /** Most CA certificates allowed between the client's certificate and the trusted root (nginx's ssl_verify_depth). */
+  readonly depth: number
+  readonly passCertificate: boolean
+  /** Where a client whose certificate is missing or refused is redirected (302) instead of the 400. */
+  readonly errorPage: string | undefined
+  /** auth-tls-match-cn: the client certificate's subject DN must match it, else 403. */
+  readonly matchCn: RegExp | undefined
+  /** The CA; undefined when the host is denied. */
+  readonly ca: ClientCa | undefined
+  /** Why every request to the host answers 503 (the CA Secret is missing or unusable, an annotation is malformed); undefined when it is served. */
+  readonly denied: string | undefined
+}
+
+/** Client-certificate settings by host, looked up the way the route table finds a host's rules. */
+export interface ClientAuthTable {
+  /**
+   * By exact rule host. null marks a served host without client auth, kept only when a wildcard or
+   * host-less entry would otherwise answer for it (the exact host's rules win, as in the route table).
+   */
+  readonly exact: ReadonlyMap<string, ClientAuth | null>
+  /** Of `*.foo.com` rule hosts, keyed by `foo.com`; null as in `exact`. */
+  readonly wildcards: ReadonlyMap<string, ClientAuth | null>
+  /** Of host-less rules (ingress-nginx's default server): names no rule host claims. */
+  readonly catchAll: ClientAuth | undefined
+}
+
+/**
+ * The client-certificate settings for a name (an SNI value or a request's Host), undefined when
+ * it has none. Case and one trailing dot are ignored. No SNI (undefined or '') finds the host-less
+ * settings, as a client without SNI reaches ingress-nginx's default server.
+ */
+export function clientAuthFor (table: Pick<SniTable, 'clientAuth'>, name: string | undefined): ClientAuth | undefined {
+  const auth = table.clientAuth
+  if (auth === undefined) return undefined
+  if (name === undefined || name === '') return auth.catchAll
+  let host = name.toLowerCase()
+  if (host.endsWith('.')) host = host.slice(0, -1)
+  const exact = auth.exact.get(host)
+  if (exact !== undefined) return exact ?? undefined
+  const dot = host.indexOf('.')
+  if (dot > 0) {
+    const wildcard = auth.wildcards.get(host.slice(dot + 1))
+    if (wildcard !== undefined) return wildcard ?? undefined
+  }
+  return auth.catchAll
 }
 
 /** Source of the current SNI table (the reloader); undefined until the first compile. */
@@ -97,10 +173,27 @@ export function secureContextFor (table: SniTable, servername: string | undefine
   return table.contexts.get(served) ?? table.fallbackContext
 }
 
+/**
+ * The context to complete a handshake for `servername` with when its host verifies client
+ * certificates against `ca`: the chosen certificate with the CA, so that the certificate request
+ * names the CA and the client's certificate is verified against it alone (Node takes the SNI
+ * context's CA store and CA list for the connection). The default certificate's when the chosen
+ * one cannot be built. Undefined when no context with the CA can be built: the caller must then
+ * not ask for a certificate, since the listener's context would verify against other roots.
+ */
+export function clientAuthContextFor (table: SniTable, servername: string | undefined, ca: ClientCa): SecureContext | undefined {
+  const served = selectCertificate(table, servername)
+  return table.contexts.get(served, ca) ?? (served === table.fallback ? undefined : table.contexts.get(table.fallback, ca))
+}
+
 /** Freezes the parts into an SniTable. The maps must not be changed afterwards. */
 export function createSniTable (parts: SniTable): SniTable {
   return Object.freeze({ ...parts, fallbackPem: Object.freeze({ ...parts.fallbackPem }) })
 }
+
+/** Between a certificate version and a CA digest in a cache key: neither a Secret name nor a hex digest holds it. */
+const CA_SEPARATOR = '\n'
+const NO_CAS: ReadonlySet<string> = new Set()
 
 /** How many contexts a cache keeps unless told otherwise. */
 export const DEFAULT_CONTEXT_CACHE_SIZE = 1000
@@ -153,9 +246,12 @@ export class TlsContextCache {
     return this.#failures.get(version)
   }
 
-  /** The context of `served`, built if it is not held; undefined (and a warning) when OpenSSL refuses it. */
-  get (served: ServedCertificate): SecureContext | undefined {
-    const key = served.version
+  /**
+   * The context of `served`, built if it is not held; undefined (and a warning) when OpenSSL
+   * refuses it. With `ca`, a context that also carries that client-certificate CA, kept apart.
+   */
+  get (served: ServedCertificate, ca?: ClientCa): SecureContext | undefined {
+    const key = ca === undefined ? served.version : `${served.version}${CA_SEPARATOR}${ca.digest}`
     const held = this.#contexts.get(key)
     if (held !== undefined) {
       // Most recently used last: Map iteration order is the eviction order.
@@ -166,13 +262,14 @@ export class TlsContextCache {
     if (this.#failures.has(key)) return undefined
     let context: SecureContext
     try {
-      context = createCertificateContext(served.pem())
+      context = createCertificateContext(served.pem(), ca?.pem)
     } catch (err) {
       // OpenSSL's text never quotes key material; only its message is logged, never the PEM.
       const message = (err as Error).message
       this.failed++
       this.#failures.set(key, message)
-      this.#logger?.warn({ secret: served.source, problem: message }, 'a TLS Secret could not be loaded into a TLS context; its hosts are served with the default certificate')
+      if (ca === undefined) this.#logger?.warn({ secret: served.source, problem: message }, 'a TLS Secret could not be loaded into a TLS context; its hosts are served with the default certificate')
+      else this.#logger?.warn({ secret: served.source, problem: message }, 'a TLS Secret could not be loaded into a TLS context with a client-certificate CA; requests to its hosts that need a client certificate are refused')
       return undefined
     }
     this.built++
@@ -185,9 +282,16 @@ export class TlsContextCache {
     return context
   }
 
-  /** Drops every context and failure whose version is not in `live` (a Secret changed or went away). */
-  retain (live: ReadonlySet<string>): void {
-    for (const key of this.#contexts.keys()) if (!live.has(key)) this.#contexts.delete(key)
-    for (const key of this.#failures.keys()) if (!live.has(key)) this.#failures.delete(key)
+  /**
+   * Drops every context and failure whose version is not in `live` (a Secret changed or went
+   * away), and those with a client-certificate CA whose digest is not in `liveCas`.
+   */
+  retain (live: ReadonlySet<string>, liveCas: ReadonlySet<string> = NO_CAS): void {
+    const kept = (key: string): boolean => {
+      const at = key.indexOf(CA_SEPARATOR)
+      return at === -1 ? live.has(key) : live.has(key.slice(0, at)) && liveCas.has(key.slice(at + 1))
+    }
+    for (const key of this.#contexts.keys()) if (!kept(key)) this.#contexts.delete(key)
+    for (const key of this.#failures.keys()) if (!kept(key)) this.#failures.delete(key)
   }
 }

@@ -67,7 +67,11 @@ export function listenerContextOptions (defaultKeyType: CertificateKeyType): Sec
   return { minVersion: TLS_MIN_VERSION, ciphers: [...TLS13_SUITES, ...tls12].join(':'), sigalgs: sigalgs.join(':'), honorCipherOrder: true }
 }
 
-/** Builds the context one certificate is served with. Throws when OpenSSL refuses the material. */
-export function createCertificateContext (pem: PemPair): SecureContext {
-  return createSecureContext({ ...CERTIFICATE_CONTEXT_OPTIONS, cert: pem.cert, key: pem.key })
+/**
+ * Builds the context one certificate is served with. Throws when OpenSSL refuses the material.
+ * With `ca` (PEM), client certificates are verified against those CAs alone: Node then leaves its
+ * bundled roots out of the context's store, and the certificate request names them.
+ */
+export function createCertificateContext (pem: PemPair, ca?: string): SecureContext {
+  return createSecureContext(ca === undefined ? { ...CERTIFICATE_CONTEXT_OPTIONS, cert: pem.cert, key: pem.key } : { ...CERTIFICATE_CONTEXT_OPTIONS, cert: pem.cert, key: pem.key, ca })
 }

@@ -92,3 +92,116 @@ export async function httpsGet (port: number, opts: { servername: string, host: 
     req.end()
   })
 }
+
+/** A certificate and its PKCS#8 key, PEM. */
+export interface IssuedCertificate {
+  cert: string
+  key: string
+}
+
+/**
+ * Issues an EC P-256 certificate for client-certificate tests: `subject` as written in RFC 4514
+ * form, most general first as it is encoded ('C=US, O=Example, CN=client'); signed by `issuer`,
+ * else self-signed. A CA (`ca: true`) can sign others; a leaf is for client authentication.
+ */
+export async function issueCertificate (opts: { subject: string, issuer?: IssuedCertificate, ca?: boolean, notBefore?: Date, notAfter?: Date }): Promise<IssuedCertificate> {
+  const x509 = await import('@peculiar/x509')
+  const { webcrypto, createPrivateKey, KeyObject, randomBytes } = await import('node:crypto')
+  const subtle = webcrypto.subtle
+  const algorithm = { name: 'ECDSA', namedCurve: 'P-256' }
+  const keys = await subtle.generateKey(algorithm, true, ['sign', 'verify'])
+  const issuerCert = opts.issuer === undefined ? undefined : new x509.X509Certificate(opts.issuer.cert)
+  const signingKey = opts.issuer === undefined
+    ? keys.privateKey
+    : await subtle.importKey('pkcs8', createPrivateKey(opts.issuer.key).export({ type: 'pkcs8', format: 'der' }), algorithm, false, ['sign'])
+  const extensions: InstanceType<typeof x509.Extension>[] = opts.ca === true
+    ? [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true)]
+    : [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])]
+  extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto))
+  if (issuerCert !== undefined) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuerCert.publicKey, false, webcrypto))
+  const notBefore = opts.notBefore ?? new Date(Date.now() - 60_000)
+  const cert = await x509.X509CertificateGenerator.create({
+    serialNumber: randomBytes(8).toString('hex').replace(/^[89a-f]/, '1'),
+    subject: opts.subject,
+    issuer: issuerCert?.subject ?? opts.subject,
+    notBefore,
+    notAfter: opts.notAfter ?? new Date(notBefore.getTime() + 30 * 86_400_000),
+    signingAlgorithm: { name: 'ECDSA', hash: 'SHA-256' },
+    publicKey: keys.publicKey,
+    signingKey,
+    extensions
+  }, webcrypto)
+  return { cert: cert.toString('pem') + '\n', key: KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }) as string }
+}
+
+/** An Opaque Secret holding a CA bundle under ca.crt, as `kubectl create secret generic --from-file=ca.crt` makes it. */
+export function caSecret (name: string, caPem: string, namespace = 'default'): Record<string, unknown> {
+  return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace }, type: 'Opaque', stringData: { 'ca.crt': caPem } }
+}
+
+export interface MtlsAnswer {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  text: string
+  json: any
+  /** The TLS session, to resume a later connection with. */
+  session: Buffer | undefined
+  reused: boolean
+}
+
+/**
+ * One HTTP/1.1 request over a new TLS connection, presenting the client certificate in `tls`
+ * (cert, key) when given, resuming `tls.session` when given. Resolves with the session the
+ * connection ended with, for the next one to resume.
+ */
+export async function mtlsGet (port: number, opts: { servername: string, host: string, path?: string, headers?: Record<string, string>, tls?: ConnectionOptions }): Promise<MtlsAnswer> {
+  return await new Promise((resolve, reject) => {
+    let session: Buffer | undefined
+    const socket = connect({ host: '127.0.0.1', port, servername: opts.servername, rejectUnauthorized: false, ALPNProtocols: ['http/1.1'], ...opts.tls })
+    socket.on('session', (s: Buffer) => { session = s })
+    socket.on('error', reject)
+    socket.once('secureConnect', () => {
+      const req = httpsRequest({ createConnection: () => socket, host: '127.0.0.1', port, path: opts.path ?? '/', headers: { host: opts.host, connection: 'close', ...opts.headers } }, res => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          let json: any
+          try { json = JSON.parse(text) } catch {}
+          const reused = socket.isSessionReused()
+          // TLS 1.3 tickets arrive after the handshake: wait for the close so the last one is kept.
+          const done = (): void => resolve({ status: res.statusCode ?? 0, headers: res.headers, text, json, session, reused })
+          if (socket.destroyed) done()
+          else socket.once('close', done)
+        })
+      })
+      req.on('error', reject)
+      req.end()
+    })
+  })
+}
+
+/** One HTTP/2 request over a new session, presenting the client certificate in `tls` when given. */
+export async function mtlsH2Get (port: number, opts: { servername: string, host: string, path?: string, headers?: Record<string, string>, tls?: ConnectionOptions }): Promise<{ status: number, headers: Record<string, unknown>, text: string, json: any }> {
+  const { connect: h2connect } = await import('node:http2')
+  const client = h2connect(`https://127.0.0.1:${port}`, { servername: opts.servername, rejectUnauthorized: false, ...opts.tls })
+  try {
+    return await new Promise((resolve, reject) => {
+      client.on('error', reject)
+      const stream = client.request({ ':method': 'GET', ':path': opts.path ?? '/', ':authority': opts.host, ...opts.headers })
+      let headers: Record<string, unknown> = {}
+      let text = ''
+      stream.on('response', h => { headers = h })
+      stream.setEncoding('utf8')
+      stream.on('data', (c: string) => { text += c })
+      stream.on('end', () => {
+        let json: any
+        try { json = JSON.parse(text) } catch {}
+        resolve({ status: Number(headers[':status']), headers, text, json })
+      })
+      stream.on('error', reject)
+    })
+  } finally {
+    client.close()
+  }
+}
