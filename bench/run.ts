@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: ingressd side by side with nginx (and a minimal Fastify proxy), in one run.
  * See bench/README.md. Options: --duration 5 (seconds per load run), --rounds 3,
- * --only compile,certs,admin,live,proxy,https,websocket,scale,workers,memory, --json FILE.
+ * --only compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory, --json FILE.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
@@ -24,7 +24,7 @@ const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string', default: 'compile,certs,admin,live,proxy,https,websocket,scale,workers,memory' },
+    only: { type: 'string', default: 'compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory' },
     json: { type: 'string' },
     connections: { type: 'string', default: '64' }
   }
@@ -345,6 +345,49 @@ async function benchProxy (originPort: number): Promise<void> {
   await Promise.all([stop(gw.child), stop(minimal.child), nginx === undefined ? undefined : stop(nginx.child)])
   rmSync(gw.dir, { recursive: true, force: true })
   if (nginx !== undefined) rmSync(nginx.dir, { recursive: true, force: true })
+}
+
+/**
+ * What access control costs: the plain route beside a route with basic auth, a source range and a
+ * rate limit on (the limit high enough never to refuse), and one behind external auth (the origin,
+ * on loopback, answers the auth sub-request). All in one ingressd, interleaved per round; each
+ * figure is also given as the median of its per-round ratio to the plain route.
+ */
+async function benchPolicies (originPort: number): Promise<void> {
+  const gw = await startIngressd()
+  const P = 'nginx.ingress.kubernetes.io/'
+  const route = (name: string, annotations: Record<string, string>): unknown => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name, annotations }, spec: { rules: [{ host: `${name}.example.com`, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }] } }] } })
+  await adminCall(gw.admin, 'POST', '/apply', [
+    ...manifests(10, originPort),
+    // admin / s3cret, apr1 as htpasswd writes it by default.
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'basic-auth' }, type: 'Opaque', stringData: { auth: 'admin:$apr1$abcdefgh$M2T3erDstkD7SsE2QQnfH0\n' } },
+    route('guarded', { [`${P}auth-type`]: 'basic', [`${P}auth-secret`]: 'basic-auth', [`${P}whitelist-source-range`]: '127.0.0.0/8', [`${P}limit-rps`]: '1000000' }),
+    route('extauth', { [`${P}auth-url`]: `http://127.0.0.1:${originPort}/auth`, [`${P}auth-response-headers`]: 'X-Auth-User' })
+  ])
+  const authorization = `Authorization: Basic ${Buffer.from('admin:s3cret').toString('base64')}`
+  const rows: Array<[string, string, string[]]> = [
+    ['plain route', 'app-0.example.com', []],
+    ['basic auth + source range + limit-rps', 'guarded.example.com', ['-H', authorization]],
+    ['external auth (auth service on loopback)', 'extauth.example.com', []]
+  ]
+  const runs: LoadResult[][] = rows.map(() => [])
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const [i, [, host, extra]] of rows.entries()) runs[i]?.push(await load(`${gw.http}/`, host, [gw.child.pid as number], { extra }))
+  }
+  const base = runs[0] as LoadResult[]
+  const perRound = (v: LoadResult[], pick: (x: LoadResult) => number): number => median(v.map((x, i) => pick(x) / pick(base[i] as LoadResult)))
+  const out: Record<string, unknown> = {}
+  const table = rows.map(([name], i) => {
+    const v = runs[i] as LoadResult[]
+    const summary = { rps: median(v.map(x => x.rps)), p99: median(v.map(x => x.p99)), cpuUsPerReq: median(v.map(x => x.cpuUsPerReq)), rpsVsPlain: perRound(v, x => x.rps), cpuVsPlain: perRound(v, x => x.cpuUsPerReq), errors: v.reduce((a, x) => a + x.errors, 0) }
+    out[name] = summary
+    return [name, fmt(summary.rps), fmt(summary.rpsVsPlain, 3), fmt(summary.p99, 2), fmt(summary.cpuUsPerReq, 1), fmt(summary.cpuVsPlain, 3), summary.errors]
+  })
+  results.policies = { rounds: ROUNDS, durationS: DURATION, connections: CONNECTIONS, rows: out }
+  printTable(`Access-control annotations: one ingressd, ${CONNECTIONS} keep-alive connections, ${ROUNDS} interleaved rounds of ${DURATION} s; "vs plain" is the median of each round's ratio to the plain route`,
+    ['route', 'req/s', 'req/s vs plain', 'p99 ms', 'CPU µs/req', 'CPU vs plain', 'errors'], table)
+  await stop(gw.child)
+  rmSync(gw.dir, { recursive: true, force: true })
 }
 
 async function benchScale (originPort: number): Promise<void> {
@@ -814,6 +857,7 @@ try {
   if (ONLY.has('admin')) await benchAdmin(originPort)
   if (ONLY.has('live')) await benchLive(originPort)
   if (ONLY.has('proxy')) await benchProxy(originPort)
+  if (ONLY.has('policies')) await benchPolicies(originPort)
   if (ONLY.has('https')) await benchHttps(originPort)
   if (ONLY.has('websocket')) await benchWebSocket()
   if (ONLY.has('scale')) await benchScale(originPort)

@@ -7,6 +7,7 @@
  * Exit codes: 0 on success, 1 on any error (usage, API, connection), as kubectl.
  */
 import { readFileSync } from 'node:fs'
+import { basename } from 'node:path'
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
@@ -61,7 +62,7 @@ export const CLIENT_USAGE = `Client commands (talk to a running gateway's admin 
   get        list objects as a table, or print them as YAML or JSON
   describe   show an ingress's rules and endpoints, a secret's certificate, a service's ports
   delete     delete objects by kind and name, or those a manifest names
-  create     create a TLS secret from PEM files: create secret tls NAME --cert FILE --key FILE
+  create     create a secret: create secret tls NAME --cert FILE --key FILE, create secret generic NAME --from-file=auth
   expose     create a Service (and its Endpoints) sending to HOST:PORT
 
 ${CLIENT_FLAGS_HELP}
@@ -132,18 +133,24 @@ Usage: ingressd delete KIND NAME [NAME...] [-n NS]
 Prints kubectl's lines: ingress.networking.k8s.io "basic" deleted, service "service1" deleted.
 
 ${CLIENT_FLAGS_HELP}`,
-  create: `Create a kubernetes.io/tls Secret from a PEM certificate (chain) and its private key.
-The key is write-only: no read of the Secret returns it.
+  create: `Create a Secret: a kubernetes.io/tls one from a PEM certificate (chain) and its private
+key, or a generic (Opaque) one from files and literals, as kubectl does. The private key and
+every generic value are write-only: no read of the Secret returns them (reads show sizes).
 
 Usage: ingressd create secret tls NAME --cert FILE --key FILE [-n NS]
+       ingressd create secret generic NAME [--from-file=[KEY=]PATH]... [--from-literal=KEY=VALUE]... [--type TYPE] [-n NS]
 
-  --cert   PEM certificate chain, leaf first (tls.crt)
-  --key    PEM private key of the leaf certificate (tls.key)
+  --cert          PEM certificate chain, leaf first (tls.crt)
+  --key           PEM private key of the leaf certificate (tls.key)
+  --from-file     a file's content under KEY (default: the file's base name)
+  --from-literal  a value under KEY
+  --type          the Secret's type (default Opaque)
 
 Prints "secret/NAME created". For other objects use "ingressd apply -f".
 
-Example:
+Examples:
   ingressd create secret tls my-https --key tls.key --cert tls.crt
+  htpasswd -c auth admin && ingressd create secret generic basic-auth --from-file=auth
 
 ${CLIENT_FLAGS_HELP}`,
   expose: `Create or update a Service that sends to HOST:PORT, in place of kubectl expose (ingressd has no
@@ -189,7 +196,7 @@ const VERB_OPTIONS: Record<ClientVerb, OptionSpec> = {
   get: { output: { type: 'string', short: 'o' }, selector: { type: 'string', short: 'l' } },
   describe: { selector: { type: 'string', short: 'l' } },
   delete: { ...FILENAME, all: { type: 'boolean' }, 'ignore-not-found': { type: 'boolean' } },
-  create: { cert: { type: 'string' }, key: { type: 'string' } },
+  create: { cert: { type: 'string' }, key: { type: 'string' }, 'from-file': { type: 'string', multiple: true }, 'from-literal': { type: 'string', multiple: true }, type: { type: 'string' } },
   expose: { to: { type: 'string' }, port: { type: 'string' }, 'target-port': { type: 'string' }, name: { type: 'string' } }
 }
 
@@ -473,12 +480,43 @@ function readInput (flag: string, path: string): Buffer {
   }
 }
 
+/**
+ * `create secret generic NAME --from-file=[KEY=]PATH --from-literal=KEY=VALUE [--type TYPE]`, as
+ * kubectl builds it: a file's key is its base name unless given. The values are write-only once
+ * stored (reads show sizes).
+ */
+async function createGeneric (ctx: Context, name: string): Promise<number> {
+  const data: Record<string, string> = {}
+  const add = (key: string, value: Buffer, flag: string): void => {
+    if (!/^[-._a-zA-Z0-9]+$/.test(key)) throw new UsageError(`${flag}: "${key}" is not a valid secret key: use letters, digits, '-', '_' or '.'`)
+    if (Object.hasOwn(data, key)) throw new UsageError(`${flag}: cannot add key "${key}", another key by that name already exists`)
+    data[key] = value.toString('base64')
+  }
+  for (const spec of ctx.flags.list('from-file')) {
+    const eq = spec.indexOf('=')
+    const path = eq === -1 ? spec : spec.slice(eq + 1)
+    add(eq === -1 ? basename(path) : spec.slice(0, eq), readInput('--from-file', path), '--from-file')
+  }
+  for (const spec of ctx.flags.list('from-literal')) {
+    const eq = spec.indexOf('=')
+    if (eq <= 0) throw new UsageError(`--from-literal must be KEY=VALUE, not "${spec}"`)
+    add(spec.slice(0, eq), Buffer.from(spec.slice(eq + 1), 'utf8'), '--from-literal')
+  }
+  const body = { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: ctx.namespace }, type: ctx.flags.str('type') ?? 'Opaque', data }
+  const reply = await ctx.client.send('POST', collectionPath(kindOrUsage('secret'), ctx.namespace), body)
+  printWarnings(ctx, reply.warnings)
+  ctx.io.stdout.write(`secret/${name} created\n`)
+  return 0
+}
+
 async function create (ctx: Context): Promise<number> {
   const [what, type, name, ...rest] = ctx.args
-  if (what === undefined) throw new UsageError('you must specify what to create: ingressd creates TLS secrets (create secret tls NAME --cert FILE --key FILE); apply -f creates anything')
+  if (what === undefined) throw new UsageError('you must specify what to create: ingressd creates secrets (create secret tls NAME --cert FILE --key FILE, create secret generic NAME --from-file=auth); apply -f creates anything')
   if (what !== 'secret') throw new UsageError(`ingressd cannot create "${what}" here: use "ingressd apply -f" for other objects`)
-  if (type !== 'tls') throw new UsageError(`ingressd stores kubernetes.io/tls secrets only: create secret tls NAME --cert FILE --key FILE${type === undefined ? '' : ` (not "${type}")`}`)
-  if (name === undefined || name === '') throw new UsageError('NAME is required: create secret tls NAME --cert FILE --key FILE')
+  if (type !== 'tls' && type !== 'generic') throw new UsageError(`ingressd creates secrets of type tls or generic: create secret tls NAME --cert FILE --key FILE, or create secret generic NAME --from-file=[KEY=]PATH --from-literal=KEY=VALUE${type === undefined ? '' : ` (not "${type}")`}`)
+  if (name === undefined || name === '') throw new UsageError(`NAME is required: create secret ${type} NAME ...`)
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0] ?? ''}"`)
+  if (type === 'generic') return await createGeneric(ctx, name)
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0] ?? ''}"`)
   const certPath = ctx.flags.str('cert')
   const keyPath = ctx.flags.str('key')

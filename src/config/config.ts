@@ -56,7 +56,11 @@ export interface Config {
   upstreamMaxFails: number
   upstreamFailTimeoutMs: number
   proxyNextUpstreamTries: number
+  /** Status answered over a route's limit-rps, limit-rpm or limit-connections. */
+  limitReqStatusCode: number
   adminAllowedHosts: string[]
+  /** Client addresses and CIDRs refused on every route (403), whatever the ingresses say. */
+  denylistSourceRange: string[]
 }
 
 interface Setting<K extends keyof Config> {
@@ -171,6 +175,8 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'upstreamMaxFails', env: 'INGRESSD_UPSTREAM_MAX_FAILS', flag: 'upstream-max-fails', default: '3', description: 'Passive health (nginx max_fails): an endpoint that fails this many times in a row is taken out of rotation for INGRESSD_UPSTREAM_FAIL_TIMEOUT, then tried again. 0 turns it off.', parse: (raw, name) => /^\d{1,4}$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number (0 turns passive health off)') },
   { key: 'upstreamFailTimeoutMs', env: 'INGRESSD_UPSTREAM_FAIL_TIMEOUT', flag: 'upstream-fail-timeout', default: '10s', description: 'How long a failing endpoint stays out of rotation (nginx fail_timeout).', parse: parseDuration },
   { key: 'proxyNextUpstreamTries', env: 'INGRESSD_PROXY_NEXT_UPSTREAM_TRIES', flag: 'proxy-next-upstream-tries', default: '3', description: 'Tries per request across endpoints when one cannot be reached (ingress-nginx proxy-next-upstream-tries). Only requests without a body are retried: idempotent ones after a connection failure, reset or connect timeout, others only when the connection was never made. 1 turns retries off.', parse: (raw, name) => /^[1-9]\d?$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number from 1 to 99') },
+  { key: 'limitReqStatusCode', env: 'INGRESSD_LIMIT_REQ_STATUS_CODE', flag: 'limit-req-status-code', default: '503', description: 'Status answered to a client over a route\'s limit-rps, limit-rpm or limit-connections (ingress-nginx\'s limit-req-status-code and limit-conn-status-code), from 400 to 599; 429 is the usual alternative.', parse: (raw, name) => /^[45]\d\d$/.test(raw.trim()) ? Number(raw.trim()) : bad(name, raw, 'expected an HTTP status from 400 to 599') },
+  { key: 'denylistSourceRange', env: 'INGRESSD_DENYLIST_SOURCE_RANGE', flag: 'denylist-source-range', default: '', description: 'Client IP addresses and CIDRs refused with 403 on every route, before any ingress rule (ingress-nginx\'s global denylist-source-range). The client address is the peer, or taken from X-Forwarded-For / X-Real-IP when the peer is in INGRESSD_TRUSTED_PROXIES.', parse: parseCidrList },
   { key: 'adminAllowedHosts', env: 'INGRESSD_ADMIN_ALLOWED_HOSTS', flag: 'admin-allowed-hosts', default: '', description: 'Without INGRESSD_ADMIN_TOKEN the admin API answers only requests whose Host is a loopback name (localhost, 127.0.0.1, ::1), against DNS rebinding; extra host names to accept, comma-separated.', parse: raw => raw.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '') }
 ]
 

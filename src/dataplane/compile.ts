@@ -18,6 +18,7 @@
  */
 import { parseIngressAnnotations, type AnnotationProblem, type IngressSettings } from '../resources/annotations.js'
 import { IngressdError } from '../errors.js'
+import type { AccessSpec } from './policies/access.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress, IngressBackend, PathType } from '../resources/ingress.js'
 import { compilePathRegex, regexPathProblem } from '../resources/path-regex.js'
@@ -57,6 +58,12 @@ export interface IngressReport {
   conflicts: IngressConflict[]
   annotationProblems: AnnotationProblem[]
   ignoredAnnotations: string[]
+  /** Keys accepted with no effect in ingressd (nginx buffer tuning and the like). */
+  noEffectAnnotations: string[]
+  /** Access-control annotations that cannot be honoured: every path of the ingress answers 503. */
+  accessDenials: AnnotationProblem[]
+  /** The ingress's access-control spec, for the policy compile (chain.ts); undefined when it has none. */
+  access?: AccessSpec
   backendProblems: { service: string, problem: string }[]
   /** Paths dropped from the table: a path that is not a usable regular expression on a host in regex mode. */
   pathProblems: { host: string, path: string, message: string }[]
@@ -102,7 +109,7 @@ interface PathClaim {
 }
 
 function emptyReport (namespace: string, name: string): IngressReport {
-  return { namespace, name, served: false, conflicts: [], annotationProblems: [], ignoredAnnotations: [], backendProblems: [], pathProblems: [] }
+  return { namespace, name, served: false, conflicts: [], annotationProblems: [], ignoredAnnotations: [], noEffectAnnotations: [], accessDenials: [], backendProblems: [], pathProblems: [] }
 }
 
 function normalizeRuleHost (host: string | undefined): string {
@@ -156,9 +163,12 @@ function prepareIngress (ing: Ingress, filter: ClassFilter, seq: number): { repo
       report.message = `ingress class ${JSON.stringify(cls)} is not served by ingressd (served classes: ${filter.list === '' ? 'none' : filter.list}, and ingresses without a class)`
       return { report }
     }
-    const parsed = parseIngressAnnotations(ing.metadata?.annotations)
+    const parsed = parseIngressAnnotations(ing.metadata?.annotations, { namespace, name })
     report.annotationProblems = parsed.problems
     report.ignoredAnnotations = parsed.ignored
+    report.noEffectAnnotations = parsed.noEffect
+    report.accessDenials = parsed.denials
+    if (parsed.settings.access !== undefined) report.access = parsed.settings.access
     const candidate: Candidate = { age: ageOf(ing), seq, namespace, name, id: `${namespace}/${name}`, ref: Object.freeze({ namespace, name }), settings: Object.freeze(parsed.settings) }
     return { report, candidate }
   } catch (err) {

@@ -8,7 +8,13 @@ import { BlockList, isIP } from 'node:net'
 import type { IncomingHttpHeaders } from 'node:http'
 
 /** Headers that describe one connection, never forwarded (RFC 9110 7.6.1, plus legacy ones). */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings'])
+export const HOP_BY_HOP: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings'])
+
+/**
+ * Headers only the gateway may set: what it verified of a client certificate (auth-tls-*). A
+ * client's own are dropped on every route, so a backend can trust them.
+ */
+const GATEWAY_ONLY = new Set(['ssl-client-verify', 'ssl-client-subject-dn', 'ssl-client-issuer-dn', 'ssl-client-cert'])
 
 /** What the gateway knows about the connection a request came in on. */
 export interface ConnectionFacts {
@@ -54,7 +60,7 @@ export function upstreamRequestHeaders (incoming: IncomingHttpHeaders, facts: Co
   const listed = connectionListed(incoming.connection)
   for (const [name, value] of Object.entries(incoming)) {
     // HTTP/2 pseudo-headers (:authority, :path...) describe the client's stream, not the request upstream.
-    if (value === undefined || HOP_BY_HOP.has(name) || listed.includes(name) || name.startsWith(':')) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || listed.includes(name) || name.startsWith(':') || GATEWAY_ONLY.has(name)) continue
     out[name] = value
   }
   out.host = facts.host

@@ -16,8 +16,9 @@ import { ERROR_CODES, type ErrorCode } from '../errors.js'
 import type { Config } from '../config/config.js'
 import type { GatewayMetrics } from '../metrics.js'
 import { normalizeHost } from './host.js'
-import { normalizeRequestPath } from './request-path.js'
+import { normalizeRequestPath, slashDecodedVariants } from './request-path.js'
 import { checkRequest } from './request-checks.js'
+import { answerBeforeBody } from './lingering-close.js'
 import { UpstreamHealth } from './upstream-health.js'
 import { acceptableRequestId, clientResponseHeaders, isTrusted, trustedProxyList, upstreamRequestHeaders, type ConnectionFacts } from './forwarded.js'
 import type { Backend, RouteMatch, RouteTable, Upstream } from './route-table.js'
@@ -25,10 +26,47 @@ import { requestHasBody, requestHost } from './http2-compat.js'
 import { createHttpsRedirect, redirectBody, sendHttpsRedirect, type HttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
+import type { PolicyAnswer, PolicyContext } from './policies/policy.js'
+import { runSteps, type PolicyTable } from './policies/chain.js'
+import { clientCertificateStep } from './policies/client-cert.js'
+import { responseHeadersForStatus } from './policies/external-auth.js'
+import { clientAuthFor, type SniTable } from './sni-table.js'
+import { clientAddress, inRanges, parseRanges, type AddressRanges } from './policies/addresses.js'
 
 /** The proxy's view of the world: the table to route by, swapped by the reloader. */
 export interface TableSource {
   readonly current: RouteTable
+  /** The routes' bound policy chains, compiled with `current`; a route with an access spec and no chain here is denied. */
+  readonly policies?: PolicyTable
+  /** The SNI table compiled with `current`: which hosts require client certificates (auth-tls-*). */
+  readonly sni?: SniTable | undefined
+}
+
+/** What the proxy needs for access control beyond the tables. */
+export interface ProxyAccess {
+  /** INGRESSD_DENYLIST_SOURCE_RANGE: clients refused on every route (403). */
+  denylist?: AddressRanges
+}
+
+/** The answer for a route whose chain is missing: never proxy unprotected. */
+const NO_POLICY: PolicyAnswer = Object.freeze({ status: 503, code: 'INGRESSD_ERR_ACCESS_DENIED_CONFIG' })
+
+/** Applies a chain's upstream header edits: a value sets the header, null removes it. */
+function editHeaders (headers: Record<string, string | string[]>, edits: Readonly<Record<string, string | string[] | null>>): void {
+  for (const name in edits) {
+    const value = edits[name]
+    if (value === null || value === undefined) delete headers[name]
+    else headers[name] = value
+  }
+}
+
+/** Adds headers over a response's: each replaces the upstream's, except Set-Cookie, which is added to (an auth service's cookies and the application's both reach the client). */
+export function addResponseHeaders (out: Record<string, string | string[]>, extra: Readonly<Record<string, string | string[]>>): void {
+  for (const name in extra) {
+    const value = extra[name] as string | string[]
+    if (name === 'set-cookie' && out[name] !== undefined) out[name] = [...[out[name]].flat(), ...[value].flat()]
+    else out[name] = value
+  }
 }
 
 type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
@@ -159,7 +197,7 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
   private abortReason: Error | undefined
   private responding = false
 
-  constructor (private readonly res: ServerResponse, private readonly requestId: string, private readonly info: RequestInfo, private readonly extraHeaders: Readonly<Record<string, string>> | undefined, private readonly onStart: () => void) {
+  constructor (private readonly res: ServerResponse, private readonly requestId: string, private readonly info: RequestInfo, private readonly extraHeaders: Readonly<Record<string, string | string[]>> | ((status: number) => Readonly<Record<string, string | string[]>> | undefined) | undefined, private readonly onStart: () => void) {
     this.started = new Promise((resolve, reject) => {
       this.resolveStarted = resolve
       this.rejectStarted = reject
@@ -181,7 +219,8 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
     if (statusCode < 200) return
     // A header Node refuses to write throws here; undici then fails the attempt, answered 502.
     const out = clientResponseHeaders(headers, this.requestId)
-    if (this.extraHeaders !== undefined) Object.assign(out, this.extraHeaders)
+    const extra = typeof this.extraHeaders === 'function' ? this.extraHeaders(statusCode) : this.extraHeaders
+    if (extra !== undefined) addResponseHeaders(out, extra)
     this.res.writeHead(statusCode, out)
     this.responding = true
     this.info.bytes = 0
@@ -213,8 +252,16 @@ class UpstreamAttempt implements Dispatcher.DispatchHandler {
  * Builds the proxy: the request handler, the upgrade handler, and the pools to close at shutdown.
  * `responseHeaders` are set on every proxied response, over the upstream's (HSTS on HTTPS).
  */
-export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions, metrics?: GatewayMetrics, responseHeaders?: Readonly<Record<string, string>>) {
+export function createProxy (tables: TableSource, settings: ProxySettings, proto: 'http' | 'https', httpsRedirect?: HttpsRedirectOptions, metrics?: GatewayMetrics, responseHeaders?: Readonly<Record<string, string>>, access: ProxyAccess = {}) {
   const trusted = trustedProxyList(settings.trustedProxies)
+  const trustedRanges = settings.trustedProxies.length === 0 ? undefined : parseRanges(settings.trustedProxies)
+  const denylist = access.denylist !== undefined && access.denylist.entries.length > 0 ? access.denylist : undefined
+  const clientCertificate = clientCertificateStep({ get sni () { return tables.sni } })
+  /** Whether the request's host has client-certificate auth: one property read while no host has any. */
+  const hostHasClientAuth = (host: string): boolean => {
+    const sni = tables.sni
+    return sni?.clientAuth !== undefined && clientAuthFor(sni, host) !== undefined
+  }
   const redirectToHttps = proto === 'http' && httpsRedirect !== undefined ? createHttpsRedirect(httpsRedirect) : undefined
   const rrCounters = new Map<string, number>()
   const tunnels = new Set<{ client: Socket, upstream: Socket, websocket: boolean }>()
@@ -266,6 +313,57 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     return known
   }
 
+  /** The client's address (trusted-proxy aware), for access control and limits. */
+  const clientOf = (req: IncomingMessage): string => clientAddress(req.socket.remoteAddress ?? '', req.headers, peerTrusted(req), trustedRanges)
+
+  /** What a route's policy steps see of a routed request. */
+  const policyContext = (req: IncomingMessage, host: string, path: string, query: string, requestId: string): PolicyContext => ({
+    req,
+    method: req.method ?? 'GET',
+    host,
+    path,
+    query,
+    proto,
+    client: clientOf(req),
+    requestId
+  })
+
+  /**
+   * Runs the route's chain when it has one: undefined lets the request through. A route with an
+   * access spec but no bound chain in the current tables is answered 503 (fail closed).
+   */
+  const checkAccess = (match: RouteMatch, ctx: PolicyContext): PolicyAnswer | undefined | Promise<PolicyAnswer | undefined> => {
+    const bound = tables.policies?.get(match.route.settings.access as NonNullable<typeof match.route.settings.access>)
+    if (bound === undefined) return NO_POLICY
+    return runSteps(bound.steps, ctx)
+  }
+
+  /** A step's answer as the client gets it: its headers and the chain's response headers (CORS, cookies), its body or the gateway's error page. */
+  const sendPolicyAnswer = (reply: FastifyReply, answer: PolicyAnswer, ctx: PolicyContext | undefined, requestId: string): FastifyReply => {
+    const headers: Record<string, string | string[]> = { server: 'ingressd', 'x-request-id': requestId }
+    if (answer.body === undefined) headers['content-type'] = 'text/plain; charset=utf-8'
+    if (responseHeaders !== undefined) addResponseHeaders(headers, responseHeaders)
+    if (ctx?.responseHeaders !== undefined) addResponseHeaders(headers, ctx.responseHeaders)
+    if (answer.headers !== undefined) addResponseHeaders(headers, answer.headers)
+    // A body the client is still sending is not read: the connection closes after the answer, lingering so the client reads it.
+    answerBeforeBody(reply.request.raw, reply.raw)
+    const body = answer.body ?? errorBody(answer.code ?? 'INGRESSD_ERR_ACCESS_DENIED_CONFIG', requestId)
+    return reply.code(answer.status).headers(headers).send(body)
+  }
+
+  /** A step's answer on a connection Fastify does not own (an Upgrade request). */
+  const rawPolicyAnswer = (answer: PolicyAnswer, ctx: PolicyContext, requestId: string): string => {
+    const headers: Record<string, string | string[]> = {}
+    if (ctx.responseHeaders !== undefined) addResponseHeaders(headers, ctx.responseHeaders)
+    if (answer.headers !== undefined) addResponseHeaders(headers, answer.headers)
+    let lines = ''
+    for (const [name, value] of Object.entries(headers)) {
+      if (name === 'content-type' || name === 'content-length') continue
+      for (const v of [value].flat()) lines += `${name}: ${v}\r\n`
+    }
+    return rawResponse(answer.status, answer.body ?? errorBody(answer.code ?? 'INGRESSD_ERR_ACCESS_DENIED_CONFIG', requestId), requestId, lines)
+  }
+
   const facts = (req: IncomingMessage, requestId: string): ConnectionFacts => ({
     peer: req.socket.remoteAddress ?? '',
     proto,
@@ -278,20 +376,27 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
    * Resolves a request to its route and upstream, or the error to answer with. A route whose
    * backend has no endpoints comes back with its error and its match (it may still redirect).
    */
-  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode, match?: RouteMatch, host?: string } | { match: RouteMatch, upstream: Upstream, path: string, host: string } => {
+  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode, match?: RouteMatch, host?: string } | { match: RouteMatch, upstream: Upstream, path: string, host: string, routedPath: string, query: string } => {
     const host = normalizeHost(requestHost(req.headers))
     if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
     const q = url.indexOf('?')
     const path = normalizeRequestPath(q === -1 ? url : url.slice(0, q))
     if (path === undefined) return { code: 'INGRESSD_ERR_BAD_PATH' }
-    const match = tables.current.find(host, path)
-    if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE' }
+    const table = tables.current
+    const match = table.find(host, path)
+    // A backend that decodes %2F or %5C, or takes `\` for `/`, reads another path than the one
+    // routed: refused when that reading falls under another rule (docs/routing.md). One table for
+    // every lookup, so a reload in between cannot make the same rule look like two.
+    for (const reading of slashDecodedVariants(path)) {
+      if (reading === undefined || table.find(host, reading)?.route !== match?.route) return { code: 'INGRESSD_ERR_AMBIGUOUS_PATH' }
+    }
+    if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE', host }
     const backend = match.route.backend
     if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS', match, host }
     const target = match.route.settings.rewriteTarget
     const query = q === -1 ? '' : url.slice(q)
     const upstreamPath = target === undefined ? path + query : rewriteUri(target, match, path, query)
-    return { match, upstream: pick(backend) as Upstream, path: upstreamPath, host }
+    return { match, upstream: pick(backend) as Upstream, path: upstreamPath, host, routedPath: path, query }
   }
 
   /** The HTTPS redirect a resolved request gets on the plain-HTTP listener (ssl-redirect), if any. */
@@ -305,6 +410,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     // As nginx does: after a 400 (maybe a framing error), 413 (an unread body), 414 or 431, the
     // connection carries no further request.
     if (CLOSING_STATUSES.has(status) && reply.request.raw.httpVersionMajor === 1) reply.header('connection', 'close')
+    // A body still on its way is not read: the answer must survive the close (lingering close).
+    answerBeforeBody(reply.request.raw, reply.raw)
     return reply.code(status).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(errorBody(code, requestId))
   }
 
@@ -314,9 +421,17 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const requestId = request.id
     const checked = checkRequest(req, settings)
     if ('code' in checked) return sendError(reply, checked.code, requestId)
+    if (denylist !== undefined && inRanges(denylist, clientOf(req))) return sendError(reply, 'INGRESSD_ERR_SOURCE_FORBIDDEN', requestId)
     const resolved = resolve(req, checked.target)
     const redirect = httpsRedirectFor(req, resolved)
     if (redirect !== undefined) return sendHttpsRedirect(reply, redirect, requestId)
+    // Client certificates are per host (auth-tls-*), checked before anything else of the route, as nginx does at server level.
+    let ctx: PolicyContext | undefined
+    if (resolved.host !== undefined && hostHasClientAuth(resolved.host)) {
+      ctx = policyContext(req, resolved.host, 'routedPath' in resolved ? resolved.routedPath : '', 'query' in resolved ? resolved.query : '', requestId)
+      const answer = clientCertificate(ctx) as PolicyAnswer | undefined
+      if (answer !== undefined) return sendPolicyAnswer(reply, answer, ctx, requestId)
+    }
     if ('code' in resolved) {
       // The built-in default backend answers its health path, as ingress-nginx's does.
       if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
@@ -325,7 +440,29 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const { match, upstream } = resolved
     const s = match.route.settings
     reply.ingressd = { route: match.route, upstream }
+    // The route's policy chain: nothing at all for a route without access-control annotations.
+    if (s.access !== undefined) {
+      ctx ??= policyContext(req, resolved.host, resolved.routedPath, resolved.query, requestId)
+      const done = ctx.onDone
+      let answer = checkAccess(match, ctx)
+      if (answer instanceof Promise) answer = await answer
+      if (ctx.onDone !== done && ctx.onDone !== undefined) {
+        const callbacks = ctx.onDone
+        reply.raw.once('close', () => { for (const fn of callbacks) fn() })
+      }
+      if (answer !== undefined) {
+        reply.ingressd.upstream = undefined
+        return sendPolicyAnswer(reply, answer, ctx, requestId)
+      }
+    }
     const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
+    if (ctx?.upstreamHeaders !== undefined) editHeaders(headers, ctx.upstreamHeaders)
+    // The chain's response headers (CORS, an auth service's cookies) join the listener's; which
+    // cookies go depends on the upstream's status, as nginx's add_header decides.
+    const policyCtx = ctx
+    const extraHeaders = policyCtx?.responseHeaders === undefined
+      ? responseHeaders
+      : (status: number) => ({ ...responseHeaders, ...responseHeadersForStatus(policyCtx, status) })
     const hasBody = requestHasBody(req)
     let body: Readable | null = null
     // The upstream attempt in flight, for the send timeout, the body limit and the client's close
@@ -344,6 +481,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const sendTooLarge = (): FastifyReply => {
       reply.ingressd.upstream = undefined
       if (req.httpVersionMajor === 1) reply.header('connection', 'close')
+      answerBeforeBody(req, reply.raw)
       return reply.code(413).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(bodyTooLargeBody(bodyLimit, requestId))
     }
     if (limited && Number(req.headers['content-length'] ?? 0) > bodyLimit) return sendTooLarge()
@@ -393,7 +531,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const sentAt = performance.now()
     for (let tries = 1; ; tries++) {
       try {
-        attempt = new UpstreamAttempt(res, requestId, info, responseHeaders, () => {
+        attempt = new UpstreamAttempt(res, requestId, info, extraHeaders, () => {
           // The response has started: from here on the attempt writes to the client itself.
           reply.hijack()
           const upstreamMs = performance.now() - sentAt
@@ -448,6 +586,10 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     socket.on('error', () => socket.destroy())
     const requestId = acceptableRequestId(req.headers['x-request-id']) ?? newRequestId()
     const checked = checkRequest(req, settings)
+    if (!('code' in checked) && denylist !== undefined && inRanges(denylist, clientOf(req))) {
+      socket.end(rawErrorResponse('INGRESSD_ERR_SOURCE_FORBIDDEN', requestId))
+      return
+    }
     const resolved = 'code' in checked ? checked : resolve(req, checked.target)
     // ssl-redirect applies to upgrades as to any request (ingress-nginx redirects them too).
     const redirect = httpsRedirectFor(req, resolved)
@@ -455,11 +597,42 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       socket.end(rawResponse(308, redirectBody(redirect.location), requestId, `location: ${redirect.location}\r\n`))
       return
     }
+    let certCtx: PolicyContext | undefined
+    if ('host' in resolved && resolved.host !== undefined && hostHasClientAuth(resolved.host)) {
+      certCtx = policyContext(req, resolved.host, 'routedPath' in resolved ? resolved.routedPath : '', 'query' in resolved ? resolved.query : '', requestId)
+      const answer = clientCertificate(certCtx) as PolicyAnswer | undefined
+      if (answer !== undefined) {
+        socket.end(rawPolicyAnswer(answer, certCtx, requestId))
+        return
+      }
+    }
     if ('code' in resolved) {
       socket.end(rawErrorResponse(resolved.code, requestId))
       return
     }
+    // An upgrade passes the route's policy chain like any request: a WebSocket is no way around auth.
+    if (resolved.match.route.settings.access === undefined) {
+      tunnel(req, socket, head, resolved, requestId, certCtx)
+      return
+    }
+    const ctx = certCtx ?? policyContext(req, resolved.host, resolved.routedPath, resolved.query, requestId)
+    const proceed = (answer: PolicyAnswer | undefined): void => {
+      if (ctx.onDone !== undefined) {
+        const callbacks = ctx.onDone
+        socket.once('close', () => { for (const fn of callbacks) fn() })
+      }
+      if (answer !== undefined) socket.end(rawPolicyAnswer(answer, ctx, requestId))
+      else if (!socket.destroyed) tunnel(req, socket, head, resolved, requestId, ctx)
+    }
+    const answer = checkAccess(resolved.match, ctx)
+    if (answer instanceof Promise) answer.then(proceed, () => socket.end(rawErrorResponse('INGRESSD_ERR_ACCESS_DENIED_CONFIG', requestId)))
+    else proceed(answer)
+  }
+
+  /** Opens the upstream connection of an upgrade and tunnels bytes both ways once it is made. */
+  function tunnel (req: IncomingMessage, socket: Socket, head: Buffer, resolved: { match: RouteMatch, upstream: Upstream, path: string }, requestId: string, ctx: PolicyContext | undefined): void {
     const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
+    if (ctx?.upstreamHeaders !== undefined) editHeaders(headers, ctx.upstreamHeaders)
     headers.connection = 'upgrade'
     if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade
     const connectTimeout = resolved.match.route.settings.connectTimeoutMs ?? settings.proxyConnectTimeoutMs

@@ -20,6 +20,10 @@ import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
 import { SnapshotReader } from './snapshot.js'
 import { RouteCompiler, type IngressReport } from './compile.js'
+import type { AccessSpec } from './policies/access.js'
+import type { PolicyCompiler, PolicyTable } from './policies/chain.js'
+import type { AnnotationProblem } from './policies/policy.js'
+import { secretLookup } from './secret-material.js'
 import type { RouteTable } from './route-table.js'
 import type { Condition } from '../resources/meta.js'
 import { certificatesCondition, type CertificateCompileResult, type CertificateCompiler, type CertificateProblem } from './compile-certificates.js'
@@ -40,6 +44,19 @@ export interface ReloaderOptions {
   certificates?: CertificateCompiler
   /** Whether this reloader writes ingress and Secret statuses (default true); with several data-plane processes only one does. */
   writeStatus?: boolean
+  /** Binds the routes' access-control chains beside each route table; without it a route with an access spec is denied (503). */
+  policies?: PolicyCompiler
+}
+
+/** The families an access spec enforces, in the order they run. */
+function accessSummary (spec: AccessSpec): string {
+  const parts: string[] = []
+  if (spec.cors !== undefined) parts.push('CORS')
+  if (spec.rateLimit !== undefined) parts.push('rate limits')
+  if (spec.sourceRange !== undefined) parts.push('source ranges')
+  if (spec.basicAuth !== undefined) parts.push('basic auth')
+  if (spec.externalAuth !== undefined) parts.push('external auth')
+  return parts.join(', ') + (spec.satisfy === 'any' ? ' (satisfy: any)' : '')
 }
 
 function isIp (value: string): boolean {
@@ -47,7 +64,7 @@ function isIp (value: string): boolean {
 }
 
 /** The status the data plane reports for one ingress. */
-export function ingressStatusFromReport (report: IngressReport, address: string, generation: number, certificateProblems: readonly CertificateProblem[] = []): Record<string, unknown> {
+export function ingressStatusFromReport (report: IngressReport, address: string, generation: number, certificateProblems: readonly CertificateProblem[] = [], accessProblems: readonly AnnotationProblem[] = report.accessDenials): Record<string, unknown> {
   const conditions: Condition[] = []
   conditions.push(report.served
     ? { type: 'Served', status: 'True', reason: 'Serving', message: `routes are live on ${address}`, observedGeneration: generation }
@@ -67,6 +84,14 @@ export function ingressStatusFromReport (report: IngressReport, address: string,
   if (report.ignoredAnnotations.length > 0) {
     conditions.push({ type: 'AnnotationsIgnored', status: 'True', reason: 'UnsupportedAnnotation', message: `ingressd does not implement: ${report.ignoredAnnotations.join(', ')}`, observedGeneration: generation })
   }
+  if (report.noEffectAnnotations.length > 0) {
+    conditions.push({ type: 'AnnotationsNoEffect', status: 'True', reason: 'AcceptedWithoutEffect', message: `accepted, with no effect in ingressd: ${report.noEffectAnnotations.join(', ')}`, observedGeneration: generation })
+  }
+  if (accessProblems.length > 0) {
+    conditions.push({ type: 'AccessControlReady', status: 'False', reason: 'AccessDenied', message: `every path of this ingress answers 503 (INGRESSD_ERR_ACCESS_DENIED_CONFIG) until this is fixed: ${accessProblems.map(p => `${p.key}: ${p.message}`).join('; ')}`, observedGeneration: generation })
+  } else if (report.access !== undefined) {
+    conditions.push({ type: 'AccessControlReady', status: 'True', reason: 'Enforced', message: `enforced on every path of this ingress: ${accessSummary(report.access)}`, observedGeneration: generation })
+  }
   if (certificateProblems.length > 0) conditions.push(certificatesCondition(certificateProblems, generation))
   const loadBalancer = report.served ? { ingress: [isIp(address) ? { ip: address } : { hostname: address }] } : {}
   return { loadBalancer, conditions }
@@ -76,6 +101,7 @@ export function ingressStatusFromReport (report: IngressReport, address: string,
 export class Reloader {
   private table: RouteTable | undefined
   private sniTable: SniTable | undefined
+  private policyTable: PolicyTable | undefined
   private servedVersion = -1
   private running = false
   private again = false
@@ -109,6 +135,11 @@ export class Reloader {
   get current (): RouteTable {
     if (this.table === undefined) throw new Error('the reloader has not compiled its first table yet')
     return this.table
+  }
+
+  /** The routes' bound policy chains, compiled with `current`. */
+  get policies (): PolicyTable | undefined {
+    return this.policyTable
   }
 
   /** The SNI table compiled with `current`; undefined until then, or without a certificate compiler. */
@@ -180,14 +211,16 @@ export class Reloader {
       this.compiles++
       const { table, reports } = this.compiler.compile(read.snapshot, resourceVersion)
       const tls = this.opts.certificates?.compile(read.snapshot, reports, resourceVersion)
-      // Both tables swap together: a handshake and the request after it see the same version.
+      const policies = this.opts.policies?.compile(reports, secretLookup(read.snapshot))
+      // The tables swap together: a handshake and the request after it see the same version.
       this.table = table
       if (tls !== undefined) this.sniTable = tls.table
+      this.policyTable = policies?.table
       this.servedVersion = resourceVersion
       this.compiledRoutingVersion = read.routingVersion
       this.lastReloadMs = performance.now() - started
       this.recordMetrics(read.snapshot.secrets)
-      if (this.opts.writeStatus !== false) this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls)
+      if (this.opts.writeStatus !== false) this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls, policies?.problems)
       this.opts.logger.debug({ resourceVersion, routes: table.routeCount, ms: Math.round(this.lastReloadMs * 100) / 100 }, 'route table swapped')
     } catch (err) {
       this.reloadFailures++
@@ -234,7 +267,7 @@ export class Reloader {
    * the same generation, address and certificate problems renders the same status, so it is
    * skipped without rendering; the others are rendered and written if their text changed.
    */
-  private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number, tls?: CertificateCompileResult): void {
+  private writeStatuses (reports: IngressReport[], ingresses: Ingress[], resourceVersion: number, tls?: CertificateCompileResult, accessProblems?: ReadonlyMap<string, readonly AnnotationProblem[]>): void {
     const address = this.opts.publishAddress()
     const changed: { kind: KindName, namespace: string, name: string, status: string }[] = []
     const pass = ++this.statusPass
@@ -249,7 +282,7 @@ export class Reloader {
       const same = this.statusByReport.get(report)
       if (same !== undefined) {
         if (same.pass === pass) continue
-        if (same.generation === generation && same.uid === uid && same.address === address && sameProblems(same.problems, problemsOf?.get(same.key))) {
+        if (same.generation === generation && same.uid === uid && same.address === address && sameProblems(same.problems, problemsOf?.get(same.key)) && same.access === accessOf(report, accessProblems, same.key)) {
           same.pass = pass
           current++
           continue
@@ -260,13 +293,14 @@ export class Reloader {
       if (last?.pass === pass) continue
       current++
       const problems = problemsOf?.get(key)
-      const text = JSON.stringify(ingressStatusFromReport(report, address, generation, problems))
+      const access = accessOf(report, accessProblems, key)
+      const text = JSON.stringify(ingressStatusFromReport(report, address, generation, problems, access))
       // Kept as a digest: at 10,000 ingresses the texts themselves held some 3 MB.
       const digest = createHash('sha1').update(text).digest('base64')
       // A delete removes the status row: an ingress deleted and created again is written even with the same text.
       if (last?.digest !== digest || last.uid !== uid) changed.push({ kind: 'Ingress', namespace: report.namespace, name: report.name, status: text })
       if (last !== undefined) this.statusByReport.delete(last.report)
-      const entry: RenderedStatus = { key, report, generation, uid, address, problems, digest, pass }
+      const entry: RenderedStatus = { key, report, generation, uid, address, problems, access, digest, pass }
       this.ingressStatuses.set(key, entry)
       this.statusByReport.set(report, entry)
     }
@@ -309,10 +343,17 @@ interface RenderedStatus {
   uid: string | undefined
   address: string
   problems: readonly CertificateProblem[] | undefined
+  /** Why its paths are denied (the same array while nothing changed). */
+  access: readonly AnnotationProblem[]
   /** SHA-1 of the status text written (an unchanged text is not written again). */
   digest: string
   /** The writeStatuses pass that last saw this ingress. */
   pass: number
+}
+
+/** An ingress's access denials: those the policy compile found (they include the annotations' own), else the annotations'. */
+function accessOf (report: IngressReport, compiled: ReadonlyMap<string, readonly AnnotationProblem[]> | undefined, key: string): readonly AnnotationProblem[] {
+  return compiled?.get(key) ?? report.accessDenials
 }
 
 function sameProblems (a: readonly CertificateProblem[] | undefined, b: readonly CertificateProblem[] | undefined): boolean {

@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import { statusClass, type GatewayMetrics } from '../metrics.js'
 import type { Config } from '../config/config.js'
 import { acceptableRequestId } from './forwarded.js'
-import { createProxy, errorBody, newRequestId, rawErrorResponse, type RequestInfo, type TableSource } from './proxy.js'
+import { createProxy, errorBody, newRequestId, rawErrorResponse, type ProxyAccess, type RequestInfo, type TableSource } from './proxy.js'
 import type { ErrorCode } from '../errors.js'
 import { httpsFastifyOptions, prepareHttpsServer, type DataPlaneTls } from './https.js'
 import type { HttpsRedirectOptions } from './ssl-redirect.js'
@@ -26,13 +26,15 @@ export interface DataPlaneOptions {
   /** HTTP only: where redirects to HTTPS point. */
   httpsRedirect?: HttpsRedirectOptions
   metrics?: GatewayMetrics
+  /** Access control beyond the tables (the gateway-wide denylist). */
+  access?: ProxyAccess
 }
 
 /** Builds the HTTP data-plane app (not listening). */
 export async function buildDataPlaneApp (opts: DataPlaneOptions): Promise<FastifyInstance> {
   // HSTS on proxied responses is set by the proxy itself (they bypass Fastify's onSend); https.ts sets it on the gateway's own answers.
   const hsts = opts.tls?.hsts
-  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect, opts.metrics, hsts === undefined ? undefined : { 'strict-transport-security': hsts })
+  const proxy = createProxy(opts.tables, opts.config, opts.proto, opts.httpsRedirect, opts.metrics, hsts === undefined ? undefined : { 'strict-transport-security': hsts }, opts.access)
   const app = Fastify({
     loggerInstance: opts.logger,
     // The access log below writes one line per request; Fastify's two are off.

@@ -18,6 +18,10 @@ import { Reloader } from './reloader.js'
 import { CertificateCompiler } from './compile-certificates.js'
 import { ensureDefaultCertificate } from './default-certificate.js'
 import { httpsServerOptions } from './https.js'
+import { PolicyCompiler } from './policies/chain.js'
+import { parseRanges } from './policies/addresses.js'
+import { ExternalAuthClient } from './policies/external-auth.js'
+import { limiterForProcess } from './limiter-cluster.js'
 
 /** The address to publish in ingress status: configured, else the HTTP listener's, else this machine's first external IPv4. */
 function defaultPublishAddress (http: AddressInfo): string {
@@ -64,6 +68,18 @@ export async function startDataPlane (config: Readonly<Config>, logger: Logger, 
   const generatedCertificate = await ensureDefaultCertificate(new GatewayState(db))
   const certificates = new CertificateCompiler({ defaultSecret: config.defaultCertificate, generated: generatedCertificate, logger: logger.child({ component: 'tls' }) })
   const metrics = new GatewayMetrics()
+  const accessLogger = logger.child({ component: 'access' })
+  // nginx's auth location uses the gateway's proxy timeouts, not an ingress's own annotations.
+  const externalAuth = new ExternalAuthClient({ connectTimeoutMs: config.proxyConnectTimeoutMs, readTimeoutMs: config.proxyReadTimeoutMs })
+  const policies = new PolicyCompiler({
+    limiter: limiterForProcess(accessLogger),
+    limitStatus: config.limitReqStatusCode,
+    externalAuth,
+    // The user name only: a password never reaches a log line.
+    // A request without credentials is how every browser starts: debug, not info.
+    onAuthFailure: (ingress, user, reason) => { accessLogger[reason === 'missing' ? 'debug' : 'info']({ ingress, user, reason }, 'basic auth failed') },
+    onAuthError: (ingress, message) => { accessLogger.warn({ ingress, message }, 'external auth failed') }
+  })
   const reloader = new Reloader({
     store,
     feed,
@@ -72,9 +88,10 @@ export async function startDataPlane (config: Readonly<Config>, logger: Logger, 
     ingressClasses: config.ingressClasses,
     publishAddress: () => config.publishAddress ?? (httpAddress === undefined ? '127.0.0.1' : defaultPublishAddress(httpAddress)),
     certificates,
+    policies,
     writeStatus: from.writeStatus
   })
-  const common = { tables: reloader, config, metrics }
+  const common = { tables: reloader, config, metrics, access: { denylist: parseRanges(config.denylistSourceRange) } }
   const http = await buildDataPlaneApp({
     ...common,
     logger: logger.child({ component: 'http' }),
@@ -104,6 +121,7 @@ export async function startDataPlane (config: Readonly<Config>, logger: Logger, 
     async close (graceMs) {
       await Promise.allSettled([closeGracefully(http, graceMs), closeGracefully(https, graceMs)])
       reloader.stop()
+      await externalAuth.close()
     }
   }
 }

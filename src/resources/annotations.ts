@@ -1,9 +1,17 @@
 /**
  * The ingress-nginx annotations ingressd understands: an allow-list of typed keys under
- * `nginx.ingress.kubernetes.io/`. Unknown keys are listed as ignored, malformed values as
- * problems, and snippet annotations (raw nginx configuration) are always refused.
+ * `nginx.ingress.kubernetes.io/`. Malformed values are problems (refused on write), snippet
+ * annotations (raw nginx configuration) are always refused, access-control annotations become an
+ * AccessSpec (or denials, when they cannot be honoured), and every other key is reported by its
+ * state in the catalogue (annotation-catalogue.ts): accepted with no effect, or ignored.
  */
-export const NGINX_PREFIX = 'nginx.ingress.kubernetes.io/'
+import { NGINX_PREFIX } from './annotation-prefix.js'
+import { annotationState } from './annotation-catalogue.js'
+import { parseAccessAnnotations, type AccessSpec } from '../dataplane/policies/access.js'
+import type { AnnotationProblem } from '../dataplane/policies/policy.js'
+
+export { NGINX_PREFIX }
+export type { AnnotationProblem }
 
 export interface IngressSettings {
   /** rewrite-target: the URI sent upstream when the path matches; `$1`..`$9` are the path's groups */
@@ -24,9 +32,25 @@ export interface IngressSettings {
   bodySizeLimit?: number
   /** load-balance */
   loadBalance?: 'round_robin' | 'ewma'
+  /** The access-control annotations (source ranges, auth, limits, CORS), when the ingress has any; compiled into the route's policy chain. */
+  access?: AccessSpec
 }
 
-export interface AnnotationProblem { key: string, message: string }
+/** What parsing an ingress's annotations gives. */
+export interface ParsedAnnotations {
+  settings: IngressSettings
+  /** Malformed values and snippets: refused on write. */
+  problems: AnnotationProblem[]
+  /** Access-control annotations that cannot be honoured: the ingress's paths answer 503. */
+  denials: AnnotationProblem[]
+  /** Keys ingressd does not implement (full keys). */
+  ignored: string[]
+  /** Keys accepted with no effect in ingressd (full keys). */
+  noEffect: string[]
+}
+
+/** Where the annotations come from: the ingress's namespace (its own secrets) and name (its rate-limit zone). */
+export interface AnnotationOwner { namespace: string, name: string }
 
 const BOOLEAN_MESSAGE = 'expected "true" or "false"'
 const TIMEOUT_MESSAGE = 'expected a whole number of seconds from 1 to 2147483, like "5" or "5s"'
@@ -120,36 +144,43 @@ const HANDLERS: Record<string, Handler> = {
 }
 
 /**
- * Parses the nginx.ingress.kubernetes.io/* annotations; unknown nginx keys go to `ignored`,
- * malformed values to `problems` (key + message saying what form is expected). Non-nginx
- * annotations are ignored silently. Keys are visited in sorted order, so the lists are stable.
+ * Parses the nginx.ingress.kubernetes.io/* annotations: typed settings, problems (key + message
+ * saying what form is expected), denials, and the keys ignored or accepted with no effect.
+ * Non-nginx annotations are ignored silently. Keys are visited in sorted order, so the lists are
+ * stable.
  */
-export function parseIngressAnnotations (annotations: Record<string, string> | undefined): { settings: IngressSettings, problems: AnnotationProblem[], ignored: string[] } {
+export function parseIngressAnnotations (annotations: Record<string, string> | undefined, owner: AnnotationOwner = { namespace: 'default', name: '' }): ParsedAnnotations {
   const settings: IngressSettings = { useRegex: false, forceSslRedirect: false }
-  const problems: AnnotationProblem[] = []
-  const ignored: string[] = []
-  if (annotations === undefined || annotations === null || typeof annotations !== 'object') return { settings, problems, ignored }
+  const out: ParsedAnnotations = { settings, problems: [], denials: [], ignored: [], noEffect: [] }
+  if (annotations === undefined || annotations === null || typeof annotations !== 'object') return out
   const keys = Object.keys(annotations).filter(k => k.startsWith(NGINX_PREFIX)).sort()
+  const values = new Map<string, string>()
   for (const key of keys) {
     const name = key.slice(NGINX_PREFIX.length)
     const raw: unknown = annotations[key]
-    if (name.endsWith('-snippet')) {
-      problems.push({ key, message: SNIPPET_MESSAGE })
-      continue
-    }
-    const handler = Object.hasOwn(HANDLERS, name) ? HANDLERS[name] : undefined
-    if (handler === undefined) {
-      ignored.push(key)
+    const state = annotationState(name)
+    if (state === 'refused') {
+      out.problems.push({ key, message: SNIPPET_MESSAGE })
       continue
     }
     if (typeof raw !== 'string') {
-      problems.push({ key, message: 'expected a string value' })
+      if (state !== 'ignored') out.problems.push({ key, message: 'expected a string value' })
+      else out.ignored.push(key)
       continue
     }
+    values.set(name, raw)
+    if (state === 'ignored') out.ignored.push(key)
+    else if (state === 'no-effect') out.noEffect.push(key)
+    const handler = Object.hasOwn(HANDLERS, name) ? HANDLERS[name] : undefined
+    if (handler === undefined) continue
     const problem = handler(raw, settings)
-    if (problem !== undefined) problems.push({ key, message: `${problem}, got ${JSON.stringify(raw)}` })
+    if (problem !== undefined) out.problems.push({ key, message: `${problem}, got ${JSON.stringify(raw)}` })
   }
   // A rewrite-target with capture references turns regex paths on, as usesRegexPaths (path-regex.ts) decides on write.
   if (settings.rewriteTarget !== undefined && /\$\d/.test(settings.rewriteTarget)) settings.useRegex = true
-  return { settings, problems, ignored }
+  const access = parseAccessAnnotations(name => values.get(name), owner.namespace, `${owner.namespace}/${owner.name}`)
+  out.problems.push(...access.problems)
+  out.denials.push(...access.denials)
+  if (access.spec !== undefined) settings.access = access.spec
+  return out
 }

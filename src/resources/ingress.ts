@@ -304,12 +304,12 @@ function validatePath (path: string | undefined, pathType: PathType, regex: bool
 }
 
 /** The API server's semantic rules for an Ingress in the v1 shape. */
-export function validateIngressSpec (spec: IngressSpecType, annotations: Record<string, string> | undefined, causes: CauseList): void {
+export function validateIngressSpec (spec: IngressSpecType, annotations: Record<string, string> | undefined, causes: CauseList, owner: { namespace: string, name: string } = { namespace: 'default', name: '' }): void {
   const regex = usesRegexPaths(annotations)
   // The annotations ingressd understands are typed: a malformed value, or a snippet of raw
   // configuration, is refused here rather than discovered by the data plane. Unknown
   // nginx.ingress.kubernetes.io/* keys are accepted and reported as ignored on the status.
-  for (const problem of parseIngressAnnotations(annotations).problems) {
+  for (const problem of parseIngressAnnotations(annotations, owner).problems) {
     causes.invalid(`metadata.annotations[${problem.key}]`, annotations?.[problem.key] ?? '', problem.message)
   }
   if (spec.defaultBackend === undefined && (spec.rules === undefined || spec.rules.length === 0)) {

@@ -137,7 +137,7 @@ export function prepareObject (input: unknown, target: WriteTarget, storedKey?: 
   switch (def.kind) {
     case 'Ingress': {
       const spec = (apiVersion === def.storageVersion ? input.spec : ingressSpecFromBeta(input.spec as Parameters<typeof ingressSpecFromBeta>[0])) as IngressSpecType
-      validateIngressSpec(spec, meta.annotations, causes)
+      validateIngressSpec(spec, meta.annotations, causes, { namespace, name })
       prepared.content = { spec }
       break
     }
@@ -158,8 +158,9 @@ export function prepareObject (input: unknown, target: WriteTarget, storedKey?: 
       if (tlsCauses) errorCode = 'INGRESSD_ERR_TLS_INVALID'
       if (secret !== undefined) {
         prepared.content = { ...secret.body }
+        // Always set, so a write never leaves another type's write-only value behind in the column.
         prepared.privateKey = secret.privateKey
-        prepared.certificate = secret.certificate
+        if (secret.certificate !== undefined) prepared.certificate = secret.certificate
       }
       break
     }

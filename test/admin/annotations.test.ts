@@ -34,9 +34,9 @@ t.test('malformed values and snippets are refused on write; nothing is stored', 
 
 t.test('an unknown nginx annotation is accepted and reported as ignored', async t => {
   const gw = await startTestGateway(t)
-  const res = await gw.api('POST', ING, ingress('cors', { 'nginx.ingress.kubernetes.io/enable-cors': 'true', 'example.com/team': 'a' }))
+  const res = await gw.api('POST', ING, ingress('otel', { 'nginx.ingress.kubernetes.io/enable-opentelemetry': 'true', 'example.com/team': 'a' }))
   t.equal(res.status, 201)
   const ignored = res.body.status.conditions.find((c: any) => c.type === 'AnnotationsIgnored')
-  t.match(ignored?.message, 'nginx.ingress.kubernetes.io/enable-cors')
+  t.match(ignored?.message, 'nginx.ingress.kubernetes.io/enable-opentelemetry')
   t.notMatch(ignored?.message, 'example.com/team', 'annotations of other tools are not ours to report')
 })

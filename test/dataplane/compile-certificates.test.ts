@@ -70,6 +70,8 @@ function reports (ingresses: Ingress[], notServed: string[] = []): IngressReport
     conflicts: [],
     annotationProblems: [],
     ignoredAnnotations: [],
+    noEffectAnnotations: [],
+    accessDenials: [],
     backendProblems: [],
     pathProblems: []
   }))

@@ -681,14 +681,14 @@ t.test('annotation problems and ignored keys reach the report', async t => {
     annotations: {
       'nginx.ingress.kubernetes.io/configuration-snippet': 'return 200;',
       'nginx.ingress.kubernetes.io/proxy-body-size': 'huge',
-      'nginx.ingress.kubernetes.io/enable-cors': 'true',
+      'nginx.ingress.kubernetes.io/enable-opentelemetry': 'true',
       'nginx.ingress.kubernetes.io/proxy-connect-timeout': '3'
     }
   })])
   const r = report('anns')
   t.ok(r.served)
   t.same(r.annotationProblems.map(p => p.key), ['nginx.ingress.kubernetes.io/configuration-snippet', 'nginx.ingress.kubernetes.io/proxy-body-size'])
-  t.same(r.ignoredAnnotations, ['nginx.ingress.kubernetes.io/enable-cors'])
+  t.same(r.ignoredAnnotations, ['nginx.ingress.kubernetes.io/enable-opentelemetry'])
   t.equal(table.find('a.test', '/')?.route.settings.connectTimeoutMs, 3000)
 })
 

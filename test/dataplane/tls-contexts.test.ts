@@ -142,7 +142,7 @@ t.test('the cache bound, over real handshakes: the least recently used context i
   const secrets = pems.map((pem, i) => ({ apiVersion: 'v1', kind: 'Secret', metadata: { name: `s${i}`, namespace: 'default', resourceVersion: '1' }, type: 'kubernetes.io/tls', data: { 'tls.crt': Buffer.from(pem.cert).toString('base64') } }) as unknown as Secret)
   const ingresses = pems.map((_pem, i) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name: `i${i}`, namespace: 'default', creationTimestamp: '2024-01-01T00:00:00Z' }, spec: { tls: [{ hosts: [`h${i}.example.com`], secretName: `s${i}` }] } }) as unknown as Ingress)
   const compiler = new CertificateCompiler({ generated, contextCacheSize: 2 })
-  const reports = ingresses.map(i => ({ namespace: 'default', name: i.metadata.name, served: true, conflicts: [], annotationProblems: [], ignoredAnnotations: [], backendProblems: [], pathProblems: [] }))
+  const reports = ingresses.map(i => ({ namespace: 'default', name: i.metadata.name, served: true, conflicts: [], annotationProblems: [], ignoredAnnotations: [], noEffectAnnotations: [], accessDenials: [], backendProblems: [], pathProblems: [] }))
   const { table } = compiler.compile({ ingresses, secrets, privateKeys: new Map(pems.map((pem, i) => [`default/s${i}`, pem.key])) }, reports, 1)
   const server: Server = createServer(httpsServerOptions({ sni: table }, generated, 5000))
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))

@@ -88,7 +88,7 @@ t.test('snippets are refused, unknown nginx keys ignored', async t => {
     [`${P}server-snippet`]: 'location /x {}',
     [`${P}auth-snippet`]: 'x',
     [`${P}stream-snippet`]: 'x',
-    [`${P}enable-cors`]: 'true',
+    [`${P}enable-opentelemetry`]: 'true',
     [`${P}affinity`]: 'cookie',
     [`${P}ssl-redirect`]: 'false',
     'other.io/anything': 'x'
@@ -96,7 +96,7 @@ t.test('snippets are refused, unknown nginx keys ignored', async t => {
   t.same(out.settings, { ...DEFAULTS, sslRedirect: false })
   t.same(out.problems.map(p => p.key), [`${P}auth-snippet`, `${P}configuration-snippet`, `${P}server-snippet`, `${P}stream-snippet`])
   for (const p of out.problems) t.match(p.message, /accepts no raw nginx configuration/)
-  t.same(out.ignored, [`${P}affinity`, `${P}enable-cors`])
+  t.same(out.ignored, [`${P}affinity`, `${P}enable-opentelemetry`])
 })
 
 t.test('useRegex agrees with usesRegexPaths (the write-time check)', async t => {
