@@ -409,7 +409,8 @@ function keyMatches (cert: X509Certificate, key: KeyObject): boolean {
 }
 
 /** True when `issuer` issued `cert`: names (and key identifiers) line up and `issuer`'s key verifies the signature. */
-function issuedBy (cert: X509Certificate, issuer: X509Certificate): boolean {
+/** `issuer` issued `cert`: names, key usage and signature checked, never throwing. */
+export function issuedBy (cert: X509Certificate, issuer: X509Certificate): boolean {
   try {
     return cert.checkIssued(issuer) && cert.verify(issuer.publicKey)
   } catch {
@@ -421,7 +422,7 @@ function issuedBy (cert: X509Certificate, issuer: X509Certificate): boolean {
  * Subject equals issuer and the certificate's own key verifies its signature. Not checkIssued():
  * that also demands keyCertSign in the key usage, which self-signed server certificates rarely have.
  */
-function isSelfSigned (cert: X509Certificate): boolean {
+export function isSelfSigned (cert: X509Certificate): boolean {
   try {
     return cert.subject === cert.issuer && cert.verify(cert.publicKey)
   } catch {

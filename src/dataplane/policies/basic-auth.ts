@@ -7,8 +7,7 @@
 import { isUtf8 } from 'node:buffer'
 import { createHmac, randomBytes } from 'node:crypto'
 import { NGINX_PREFIX } from '../../resources/annotation-prefix.js'
-import { isDns1123Subdomain } from '../../resources/validation.js'
-import type { AnnotationProblem, AnnotationReader, FamilyParse, PolicyAnswer, PolicyContext, PolicyStep, SecretLookup } from './policy.js'
+import { parseSecretReference, type AnnotationProblem, type AnnotationReader, type FamilyParse, type PolicyAnswer, type PolicyContext, type PolicyStep, type SecretLookup } from './policy.js'
 import { compileHash, dummyHash, MAX_PASSWORD_BYTES, parseAuthMap, parseHtpasswd, type HashKind } from './htpasswd.js'
 
 /** The annotations this family reads (without the prefix); auth-type only as far as `basic` and `digest` go. */
@@ -55,7 +54,7 @@ export function parseBasicAuth (read: AnnotationReader, ingressNamespace: string
     const hint = type.trim().toLowerCase() === 'basic' || type.trim().toLowerCase() === 'digest' ? ' (the value is case-sensitive, without spaces)' : ''
     problems.push({ key: `${NGINX_PREFIX}auth-type`, message: `expected "basic" (ingress-nginx also has "digest", which ingressd does not implement), got ${JSON.stringify(type)}${hint}` })
   }
-  const secret = parseSecretReference(read('auth-secret'), ingressNamespace, type, problems)
+  const secret = secretOf(read('auth-secret'), ingressNamespace, type, problems)
 
   let secretType: BasicAuthSpec['secretType'] = 'auth-file'
   const typeValue = read('auth-secret-type')
@@ -73,24 +72,13 @@ export function parseBasicAuth (read: AnnotationReader, ingressNamespace: string
   return { spec: Object.freeze({ secret: Object.freeze(secret), secretType, realm }), problems, denials }
 }
 
-function parseSecretReference (value: string | undefined, ingressNamespace: string, type: string, problems: AnnotationProblem[]): BasicAuthSpec['secret'] | undefined {
+function secretOf (value: string | undefined, ingressNamespace: string, type: string, problems: AnnotationProblem[]): BasicAuthSpec['secret'] | undefined {
   const key = `${NGINX_PREFIX}auth-secret`
   if (value === undefined || value.trim() === '') {
     problems.push({ key, message: `required with auth-type ${JSON.stringify(type)}: the name of the Secret holding the users, "name" or "namespace/name"${value === undefined ? '' : ', got an empty value'}` })
     return undefined
   }
-  const parts = value.split('/')
-  if (parts.length > 2 || !parts.every(isDns1123Subdomain)) {
-    problems.push({ key, message: `expected "name" or "namespace/name", each a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), got ${JSON.stringify(value)}` })
-    return undefined
-  }
-  const namespace = parts.length === 2 ? parts[0] as string : ingressNamespace
-  const name = parts[parts.length - 1] as string
-  if (namespace !== ingressNamespace) {
-    problems.push({ key, message: `the Secret is in namespace ${JSON.stringify(namespace)}, but an ingress may only use Secrets of its own namespace (${JSON.stringify(ingressNamespace)}), as ingress-nginx does by default (allow-cross-namespace-resources: false)` })
-    return undefined
-  }
-  return { namespace, name }
+  return parseSecretReference(key, value, ingressNamespace, 'the users', problems)
 }
 
 /**

@@ -28,10 +28,10 @@ import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
 import safeRegex from 'safe-regex2'
 import { NGINX_PREFIX } from '../../resources/annotation-prefix.js'
-import { isDns1123Subdomain } from '../../resources/validation.js'
+import { issuedBy, isSelfSigned } from '../../resources/tls-material.js'
 import { ERROR_CODES } from '../../errors.js'
 import { clientAuthFor, type ClientAuth, type ClientCa, type ClientVerifyMode, type SniSource } from '../sni-table.js'
-import type { AnnotationProblem, AnnotationReader, FamilyParse, PolicyAnswer, PolicyContext, PolicyStep, SecretLookup, SecretMaterial, StepResult } from './policy.js'
+import { parseSecretReference, type AnnotationProblem, type AnnotationReader, type FamilyParse, type PolicyAnswer, type PolicyContext, type PolicyStep, type SecretLookup, type SecretMaterial, type StepResult } from './policy.js'
 
 /** The annotations this family reads (without the prefix). */
 export const CLIENT_CERT_KEYS = ['auth-tls-secret', 'auth-tls-verify-client', 'auth-tls-verify-depth', 'auth-tls-pass-certificate-to-upstream', 'auth-tls-error-page', 'auth-tls-match-cn'] as const
@@ -106,7 +106,7 @@ export function parseClientCert (read: AnnotationReader, ingressNamespace: strin
 
   const secretValue = read('auth-tls-secret')
   if (secretValue === undefined) return { problems, denials }
-  const secret = parseSecretReference(secretValue, ingressNamespace, problems)
+  const secret = parseSecretReference(`${NGINX_PREFIX}auth-tls-secret`, secretValue, ingressNamespace, 'ca.crt', problems)
   if (secret === undefined || problems.length > 0) return { problems, denials }
   const spec: { -readonly [K in keyof ClientCertSpec]: ClientCertSpec[K] } = { secret: Object.freeze(secret), verify, depth, passCertificate }
   if (errorPage !== undefined) spec.errorPage = errorPage
@@ -137,22 +137,6 @@ function matchCnProblem (value: string): string | undefined {
   }
   if (!safeRegex(value)) return 'the expression could backtrack catastrophically (nested quantifiers); rewrite it without a repeated group that itself repeats'
   return undefined
-}
-
-function parseSecretReference (value: string, ingressNamespace: string, problems: AnnotationProblem[]): ClientCertSpec['secret'] | undefined {
-  const key = `${NGINX_PREFIX}auth-tls-secret`
-  const parts = value.split('/')
-  if (value === '' || parts.length > 2 || !parts.every(isDns1123Subdomain)) {
-    problems.push({ key, message: `expected "name" or "namespace/name" of the Secret holding ca.crt, each a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), got ${JSON.stringify(value)}` })
-    return undefined
-  }
-  const namespace = parts.length === 2 ? parts[0] as string : ingressNamespace
-  const name = parts[parts.length - 1] as string
-  if (namespace !== ingressNamespace) {
-    problems.push({ key, message: `the Secret is in namespace ${JSON.stringify(namespace)}, but an ingress may only use Secrets of its own namespace (${JSON.stringify(ingressNamespace)}), as ingress-nginx does by default (allow-cross-namespace-resources: false)` })
-    return undefined
-  }
-  return { namespace, name }
 }
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
@@ -359,29 +343,13 @@ function intermediatesOf (leaf: X509Certificate, sent: readonly X509Certificate[
   let current = leaf
   let links = 0
   while (!trusted.has(current.fingerprint256)) {
-    const issuer = pool.find(c => c !== current && issued(current, c))
+    const issuer = pool.find(c => c !== current && issuedBy(current, c))
     // OpenSSL found a chain this walk does not: count every certificate that could be in it.
     if (issuer === undefined || links > bound) return bound
     current = issuer
     links++
   }
   return Math.max(0, links - 1)
-}
-
-function issued (cert: X509Certificate, issuer: X509Certificate): boolean {
-  try {
-    return cert.checkIssued(issuer) && cert.verify(issuer.publicKey)
-  } catch {
-    return false
-  }
-}
-
-function isSelfSigned (cert: X509Certificate): boolean {
-  try {
-    return cert.subject === cert.issuer && cert.verify(cert.publicKey)
-  } catch {
-    return false
-  }
 }
 
 /** A certificate's verdict against one CA bundle, from a full handshake: what a resumed session of it is judged by. */

@@ -11,21 +11,10 @@
  * only when the caller says the peer is a trusted proxy (ingress-nginx's use-forwarded-headers).
  */
 import type { IncomingMessage } from 'node:http'
+import type { PolicyContext } from './policy.js'
 
 /** What a template reads of a request: the fields of a policy context. */
-export interface VariableRequest {
-  readonly req: IncomingMessage
-  readonly method: string
-  /** The Host, normalized (lowercase, no port). */
-  readonly host: string
-  /** The path as routed (normalized), without the query. */
-  readonly path: string
-  /** The query with its `?`, or ''. */
-  readonly query: string
-  readonly proto: 'http' | 'https'
-  readonly client: string
-  readonly requestId: string
-}
+export type VariableRequest = Pick<PolicyContext, 'req' | 'method' | 'host' | 'path' | 'query' | 'proto' | 'client' | 'requestId'>
 
 type Reader = (r: VariableRequest, trustedPeer: boolean) => string
 

@@ -73,3 +73,25 @@ export interface SecretMaterial {
 
 /** Finds a Secret by namespace and name in the snapshot a table is compiled from. */
 export type SecretLookup = (namespace: string, name: string) => SecretMaterial | undefined
+
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/
+
+/**
+ * A Secret an annotation names, `name` or `namespace/name`. Another namespace than the ingress's
+ * is a problem: ingress-nginx refuses it by default (allow-cross-namespace-resources: false), and
+ * an ingress must not read another team's secrets. `what` says what the Secret holds, for the message.
+ */
+export function parseSecretReference (key: string, value: string, ingressNamespace: string, what: string, problems: AnnotationProblem[]): { namespace: string, name: string } | undefined {
+  const parts = value.split('/')
+  if (value === '' || parts.length > 2 || !parts.every(p => p.length <= 253 && DNS1123_SUBDOMAIN.test(p))) {
+    problems.push({ key, message: `expected "name" or "namespace/name" of the Secret holding ${what}, each a DNS-1123 subdomain (lowercase letters, digits, '-' and '.'), got ${JSON.stringify(value)}` })
+    return undefined
+  }
+  const namespace = parts.length === 2 ? parts[0] as string : ingressNamespace
+  const name = parts[parts.length - 1] as string
+  if (namespace !== ingressNamespace) {
+    problems.push({ key, message: `the Secret is in namespace ${JSON.stringify(namespace)}, but an ingress may only use Secrets of its own namespace (${JSON.stringify(ingressNamespace)}), as ingress-nginx does by default (allow-cross-namespace-resources: false)` })
+    return undefined
+  }
+  return { namespace, name }
+}
