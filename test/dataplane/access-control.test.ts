@@ -396,3 +396,16 @@ t.test('external auth: an oauth2-proxy flow through the gateway (sign in, cookie
   t.equal(origin.seen.length, 1, 'only the signed-in request reached the application')
   t.equal((await send(gw, 'app.example.com', '/oauth2/start?rd=/')).status, 302, 'other routes of the host keep serving')
 })
+
+t.test('an IPv4-mapped IPv6 peer matches IPv4 ranges (a dual-stack listener)', async t => {
+  const { gw, origin } = await setup(t, { INGRESSD_HTTP_ADDR: '[::]:0' })
+  await apply(gw, [
+    ingress('v4-allowed', 'v4-allowed.example.com', { [`${P}whitelist-source-range`]: '127.0.0.1/32' }),
+    ingress('v4-denied', 'v4-denied.example.com', { [`${P}denylist-source-range`]: '127.0.0.0/8' })
+  ])
+  const allowed = await send(gw, 'v4-allowed.example.com', '/')
+  t.equal(allowed.status, 200, '::ffff:127.0.0.1 is in 127.0.0.1/32')
+  t.equal(allowed.json.headers['x-real-ip'], '::ffff:127.0.0.1', 'the listener did see a mapped peer')
+  t.equal((await send(gw, 'v4-denied.example.com', '/')).status, 403, 'and in a denylisted IPv4 range')
+  t.equal(origin.seen.length, 1)
+})
