@@ -23,6 +23,8 @@ import { ObjectStore } from './store/object-store.js'
 import { GatewayState } from './store/gateway-state.js'
 import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
 import { serveLimiter } from './dataplane/limiter-cluster.js'
+import { mirrorSynced, startClusterStore, type ClusterStore } from './store/cluster/cluster-store.js'
+import { clusterOptions } from './main.js'
 import { isMessage, SLOT_ENV, type FromWorker, type Running, type ToWorker } from './cluster-protocol.js'
 
 interface Slot {
@@ -41,10 +43,15 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
   const store = new ObjectStore(db)
   const feed = new ChangeFeed()
   const log = logger.child({ component: 'cluster' })
+  let adminPort = config.adminAddr.port
+  let clusterStore: ClusterStore | undefined
   try {
+    // Cluster mode: the mirror is brought up to PostgreSQL before any worker reads it.
+    if (config.postgresUrl !== undefined) clusterStore = await startClusterStore(clusterOptions(config, store, logger, feed, () => adminPort))
     // Generated once here, so the workers all find the same one instead of racing to create it.
     await ensureDefaultCertificate(new GatewayState(db))
   } catch (err) {
+    await clusterStore?.close()
     db.close()
     throw err
   }
@@ -129,8 +136,12 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
       logger,
       // The workers' data-plane metrics, summed (or min/max where a sum means nothing).
       metrics: { registry: { contentType: aggregator.contentType, metrics: async () => await aggregator.clusterMetrics() } },
+      // The same report the heartbeat upserts: GET /apis/ingressd.io/v1/nodes shows this node as the others see it.
+      node: clusterStore?.opts.node ?? clusterOptions(config, store, logger, feed, () => adminPort).node,
+      ...(clusterStore === undefined ? {} : { writer: clusterStore, storeHealth: () => (clusterStore as ClusterStore).health, cluster: clusterStore }),
       readiness: {
-        ready: everyWorkerReady,
+        // A node that never copied a store has nothing to serve: not ready until it has.
+        ready: () => everyWorkerReady() && (clusterStore === undefined || mirrorSynced(clusterStore)),
         detail: () => ({ generation: feed.servedByAll(), workers: [...slots.values()].filter(s => s.ready).length })
       }
     })
@@ -138,6 +149,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     try {
       await admin.listen({ host: config.adminAddr.host, port: config.adminAddr.port })
       adminAddress = admin.server.address() as AddressInfo
+      adminPort = adminAddress.port
     } catch (err) {
       await admin.close()
       throw err
@@ -153,6 +165,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
         await stopWorkers(graceMs)
         limiter.close()
         unsubscribe()
+        await clusterStore?.close()
         db.close()
       }
     }
@@ -160,6 +173,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     await stopWorkers(0)
     limiter.close()
     unsubscribe()
+    await clusterStore?.close()
     db.close()
     throw err
   }

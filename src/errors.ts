@@ -58,6 +58,7 @@ export const ERROR_CODES = {
   INGRESSD_ERR_BODY_TOO_LARGE: { status: 413, reason: 'RequestEntityTooLarge', summary: 'The body is larger than the admin body limit (INGRESSD_ADMIN_BODY_LIMIT).' },
   INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: 'UnsupportedMediaType', summary: 'The Content-Type is not JSON, YAML or (for PATCH) merge-patch JSON.' },
   INGRESSD_ERR_STORE_BUSY: { status: 503, reason: 'ServiceUnavailable', summary: 'The store stayed locked by another writer past the busy timeout; retry.' },
+  INGRESSD_ERR_STORE_UNAVAILABLE: { status: 503, reason: 'ServiceUnavailable', summary: 'Cluster mode: PostgreSQL (INGRESSD_POSTGRES_URL) cannot be reached, or did not answer in time; the write was not made (or, when the connection broke while committing, reaches every node if PostgreSQL did commit it). Every node keeps serving its last configuration; retry.' },
   INGRESSD_ERR_INTERNAL: { status: 500, reason: 'InternalError', summary: 'A bug: the request failed in a way ingressd does not expect. The log has the details.' },
   INGRESSD_ERR_NO_ROUTE: { status: 404, reason: 'NotFound', summary: 'Data plane: no ingress rule matches the request\'s host and path, and no default backend is set (the built-in default backend answers).' },
   INGRESSD_ERR_BAD_HOST: { status: 400, reason: 'BadRequest', summary: 'Data plane: the Host header is missing, repeated, not a valid host name, or differs from an absolute-form target\'s authority.' },

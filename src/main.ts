@@ -9,11 +9,13 @@ import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
 import { buildConfiguredAdmin, closeAdmin } from './admin/app.js'
 import type { Reloader } from './dataplane/reloader.js'
-import { listen, startDataPlane, type DataPlane } from './dataplane/start.js'
+import { defaultPublishAddress, listen, startDataPlane, type DataPlane } from './dataplane/start.js'
 import { createLogger, logServing } from './logger.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
 import { ObjectStore } from './store/object-store.js'
+import { defaultNodeName, mirrorSynced, startClusterStore, type ClusterStore } from './store/cluster/cluster-store.js'
+import { VERSION } from './version.js'
 
 export { createLogger }
 
@@ -31,10 +33,15 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
   const db = openDatabase(config.db)
   const store = new ObjectStore(db)
   const feed = new ChangeFeed()
+  let adminPort = config.adminAddr.port
+  let cluster: ClusterStore | undefined
   let plane: DataPlane
   try {
+    // Cluster mode: the mirror is brought up to PostgreSQL before the first compile (or served as it is, if PostgreSQL is away).
+    if (config.postgresUrl !== undefined) cluster = await startClusterStore(clusterOptions(config, store, logger, feed, () => adminPort))
     plane = await startDataPlane(config, logger, { db, store, feed })
   } catch (err) {
+    await cluster?.close()
     db.close()
     throw err
   }
@@ -43,8 +50,20 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
   const httpsAddress = plane.addresses.https
   let admin: FastifyInstance | undefined
   try {
-    admin = await buildConfiguredAdmin(config, { store, feed, logger, metrics, readiness: { ready: () => reloader.ready, detail: () => ({ generation: reloader.generation }) } })
+    const clusterStore = cluster
+    admin = await buildConfiguredAdmin(config, {
+      store,
+      feed,
+      logger,
+      metrics,
+      // A node that never copied a store has nothing to serve: not ready until it has.
+      readiness: { ready: () => reloader.ready && (clusterStore === undefined || mirrorSynced(clusterStore)), detail: () => ({ generation: reloader.generation }) },
+      // The same report the heartbeat upserts: GET /apis/ingressd.io/v1/nodes shows this node as the others see it.
+      node: clusterStore?.opts.node ?? clusterOptions(config, store, logger, feed, () => adminPort).node,
+      ...(clusterStore === undefined ? {} : { writer: clusterStore, storeHealth: () => clusterStore.health, cluster: clusterStore })
+    })
     const adminAddress = await listen(admin, config.adminAddr)
+    adminPort = adminAddress.port
     logServing(logger, config, store, { admin: adminAddress, http: httpAddress, https: httpsAddress })
     const adminApp = admin
     return {
@@ -55,12 +74,30 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
         // Stop taking admin writes, let the data planes finish what they serve, then the store.
         await closeAdmin(adminApp, graceMs)
         await plane.close(graceMs)
+        await clusterStore?.close()
         db.close()
       }
     }
   } catch (err) {
-    await Promise.allSettled([admin?.close(), plane.close(0)])
+    await Promise.allSettled([admin?.close(), plane.close(0), cluster?.close()])
     db.close()
     throw err
+  }
+}
+
+/** A node's cluster options: its name, what it publishes, and what it serves, asked at each heartbeat. */
+export function clusterOptions (config: Readonly<Config>, store: ObjectStore, logger: Logger, feed: ChangeFeed, adminPort: () => number): Parameters<typeof startClusterStore>[0] {
+  return {
+    url: config.postgresUrl as string,
+    store,
+    logger: logger.child({ component: 'cluster' }),
+    node: {
+      name: () => config.nodeName ?? defaultNodeName(adminPort()),
+      // What the data plane publishes in embedded mode too: the setting, else the listener's address or this machine's first external IPv4.
+      addresses: () => [config.publishAddress ?? defaultPublishAddress({ address: config.httpAddr.host })],
+      version: VERSION,
+      servedVersion: () => { const v = feed.servedByAll(); return Number.isFinite(v) ? Math.max(0, v) : 0 },
+      problem: () => { const p = feed.problemsAt(store.resourceVersion()); return p.length === 0 ? undefined : p.join('; ') }
+    }
   }
 }

@@ -22,3 +22,8 @@ t.test('docs/configuration.md documents every setting with its default', async t
   const documented = new Set(configDoc.match(/INGRESSD_[A-Z_]+/g))
   for (const env of documented) t.ok(SETTINGS.some(s => s.env === env), `${env} in the docs is a real setting`)
 })
+
+t.test('src/version.ts says the version package.json says', async t => {
+  const { VERSION } = await import('../src/version.js')
+  t.equal(VERSION, JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version)
+})

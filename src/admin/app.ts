@@ -15,8 +15,9 @@ import type { ObjectStore } from '../store/object-store.js'
 import { registerApplyRoute } from './apply.js'
 import { registerBodyParsers } from './content.js'
 import { registerHealthRoutes, type Readiness } from './health.js'
+import { clusterMetrics, defaultLocalNode, NodeDirectory, registerNodeRoutes, type ClusterSource, type LocalNode } from './nodes.js'
 import { registerResourceRoutes } from './resource-routes.js'
-import { createWriteSync } from './write-sync.js'
+import { createWriteSync, sqliteWriter, type StoreWriter } from './write-sync.js'
 import { fieldFromPointer } from '../resources/validation.js'
 import type { Config } from '../config/config.js'
 import type { Logger } from 'pino'
@@ -34,6 +35,14 @@ export interface AdminOptions {
   metrics: { registry: { contentType: string, metrics: () => Promise<string> } }
   /** How long a write waits for the data plane to serve it before answering with a warning. */
   syncTimeoutMs?: number
+  /** Where writes go: the SQLite file (default), or PostgreSQL first (cluster mode). */
+  writer?: StoreWriter
+  /** Cluster mode: whether PostgreSQL is reachable; reads served from the local mirror during an outage carry a Warning. */
+  storeHealth?: () => { reachable: boolean, since: number }
+  /** This node as GET /apis/ingressd.io/v1/nodes shows it (default: named after the host). */
+  node?: LocalNode
+  /** Cluster mode: the other nodes (PostgreSQL's `nodes` table) and the replication gauges. */
+  cluster?: ClusterSource
 }
 
 /** Paths anyone may read: health for probes, and the API's own documentation (it holds no data). */
@@ -111,8 +120,12 @@ export async function closeAdmin (app: FastifyInstance, graceMs: number): Promis
 }
 
 /** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
-export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness'> & { logger: Logger }): Promise<FastifyInstance> {
+export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness' | 'writer' | 'storeHealth' | 'node' | 'cluster'> & { logger: Logger }): Promise<FastifyInstance> {
   return await buildAdminApp({
+    ...(deps.writer === undefined ? {} : { writer: deps.writer }),
+    ...(deps.storeHealth === undefined ? {} : { storeHealth: deps.storeHealth }),
+    ...(deps.node === undefined ? {} : { node: deps.node }),
+    ...(deps.cluster === undefined ? {} : { cluster: deps.cluster }),
     store: deps.store,
     feed: deps.feed,
     logger: deps.logger.child({ component: 'admin' }),
@@ -206,14 +219,17 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
         { name: 'IngressClass', description: 'networking.k8s.io/v1 IngressClass (accepted for bundles that carry one)' },
         { name: 'Apply', description: 'Many objects in one transaction' },
         { name: 'Health', description: 'Liveness, readiness and metrics' },
-        { name: 'Audit', description: 'Who changed what, when' }
+        { name: 'Audit', description: 'Who changed what, when' },
+        { name: 'Cluster', description: 'The gateway nodes sharing a store: what each serves, whether it is alive' }
       ]
     }
   })
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { persistAuthorization: true, deepLinking: true } })
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger())
 
-  const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000)
+  const nodes = new NodeDirectory({ local: opts.node ?? defaultLocalNode(opts.store, opts.feed), store: opts.store, cluster: opts.cluster })
+  app.addHook('onClose', async () => nodes.close())
+  const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000, nodes)
   registerHealthRoutes(app, opts.readiness)
   app.get('/audit', {
     schema: {
@@ -224,10 +240,28 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
       response: { 200: Type.Object({ items: Type.Array(Type.Object({ at: Type.String(), actor: Type.String(), client: Type.String(), verb: Type.String(), kind: Type.String(), namespace: Type.String(), name: Type.String(), resourceVersion: Type.Integer(), outcome: Type.String() })) }) }
     }
   }, async (req) => ({ items: opts.store.auditEntries(Number((req.query as { limit?: string }).limit ?? 100)) }))
+  const clusterRegistry = opts.cluster === undefined ? undefined : clusterMetrics(opts.cluster)
   app.get('/metrics', {
     schema: { tags: ['Health'], operationId: 'getMetrics', summary: 'Prometheus metrics: requests, latency, upstream errors, connections, config generation and reloads, certificate expiry', produces: ['text/plain'], response: { 200: { type: 'string' } } }
-  }, async (_req, reply) => reply.type(opts.metrics.registry.contentType).send(await opts.metrics.registry.metrics()))
-  registerResourceRoutes(app, { store: opts.store, sync })
-  registerApplyRoute(app, { store: opts.store, sync })
+  }, async (_req, reply) => {
+    const text = await opts.metrics.registry.metrics()
+    const cluster = clusterRegistry === undefined ? '' : await clusterRegistry.metrics()
+    return reply.type(opts.metrics.registry.contentType).send(cluster === '' ? text : `${text}${text.endsWith('\n') || text === '' ? '' : '\n'}${cluster}`)
+  })
+  const writer = opts.writer ?? sqliteWriter(opts.store)
+  const storeHealth = opts.storeHealth
+  if (storeHealth !== undefined) {
+    // A read during an outage comes from this node's mirror: say so, as Kubernetes clients print warnings.
+    app.addHook('onSend', (req, reply, payload, done) => {
+      const health = storeHealth()
+      if (!health.reachable && (req.method === 'GET' || req.method === 'HEAD')) {
+        reply.header('warning', `299 - "PostgreSQL is unreachable since ${new Date(health.since).toISOString()}: served from this node's local mirror, which may be behind"`)
+      }
+      done(null, payload)
+    })
+  }
+  registerNodeRoutes(app, nodes)
+  registerResourceRoutes(app, { store: opts.store, sync, writer, liveAddresses: () => nodes.liveAddresses() })
+  registerApplyRoute(app, { store: opts.store, sync, writer })
   return app
 }

@@ -9,7 +9,7 @@ import { prepareObject, type PreparedObject } from '../resources/kinds.js'
 import { StatusSchema } from '../resources/meta.js'
 import type { ObjectStore, WriteOutcome } from '../store/object-store.js'
 import { parseManifestStream } from './content.js'
-import type { WriteSync } from './write-sync.js'
+import { WaitQuery, warningHeader, type StoreWriter, type WaitMode, type WriteSync } from './write-sync.js'
 import { auditEntry, ref } from './resource-routes.js'
 
 const ApplyItem = Type.Object({
@@ -53,14 +53,14 @@ function describe (doc: unknown, index: number): string {
 }
 
 /** Registers POST /apply. */
-export function registerApplyRoute (app: FastifyInstance, ctx: { store: ObjectStore, sync: WriteSync }): void {
+export function registerApplyRoute (app: FastifyInstance, ctx: { store: ObjectStore, sync: WriteSync, writer: StoreWriter }): void {
   app.post('/apply', {
     schema: {
       tags: ['Apply'],
       operationId: 'applyManifests',
       summary: 'Create or update many objects in one transaction',
       description: 'Like `kubectl apply -f`: multi-document YAML, a JSON object, a List or an array. Every object is validated first; all are committed together or none is. Objects without a namespace go to `?namespace=` (default "default").',
-      querystring: Type.Object({ namespace: Type.Optional(Type.String({ description: 'Namespace for objects that name none' })) }),
+      querystring: Type.Object({ namespace: Type.Optional(Type.String({ description: 'Namespace for objects that name none' })), ...WaitQuery }),
       consumes: ['application/yaml', 'application/json'],
       body: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Array(Type.Object({}, { additionalProperties: true }))], { description: 'One or many manifests, JSON or YAML' }),
       response: { 200: ApplyResult, 400: ref(StatusSchema), 401: ref(StatusSchema), 409: ref(StatusSchema), 413: ref(StatusSchema), 422: ref(StatusSchema) }
@@ -70,7 +70,7 @@ export function registerApplyRoute (app: FastifyInstance, ctx: { store: ObjectSt
     const docs = flattenManifests(parseManifestStream(req.body as string))
     if (docs.length === 0) throw new IngressdError('INGRESSD_ERR_BAD_REQUEST', 'the body holds no manifests')
     const { store } = ctx
-    const items = store.write(() => {
+    const items = await ctx.writer.write(() => {
       const prepared: { doc: unknown, obj: PreparedObject }[] = docs.map((doc, i) => {
         try {
           return { doc, obj: prepareObject(doc, { namespace }, (ns, name) => store.privateKey(ns, name)) }
@@ -91,8 +91,8 @@ export function registerApplyRoute (app: FastifyInstance, ctx: { store: ObjectSt
         return item
       })
     })
-    const warning = await ctx.sync.afterWrite()
-    if (warning !== undefined) reply.header('warning', `299 - "${warning}"`)
+    const warning = warningHeader(await ctx.sync.afterWrite((req.query as { wait?: WaitMode }).wait))
+    if (warning !== undefined) reply.header('warning', warning)
     return {
       kind: 'ApplyResult',
       apiVersion: 'ingressd.io/v1',

@@ -3,6 +3,7 @@
  * conflicts, problems) and what the store itself can tell (references to services and secrets
  * that do not exist yet, which Kubernetes accepts and so do we).
  */
+import { isIP } from 'node:net'
 import type { Condition } from '../resources/meta.js'
 import { ingressServiceNames, type IngressSpecType } from '../resources/ingress.js'
 import { CERT_KEY } from '../resources/tls-material.js'
@@ -16,7 +17,31 @@ function referencesCondition (missing: string[], generation: number): Condition 
     : { type: 'ReferencesResolved', status: 'False', reason: 'ReferenceNotFound', message: `not found: ${missing.join(', ')}`, observedGeneration: generation }
 }
 
-function ingressStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> {
+/** What a status needs besides the store. */
+export interface StatusContext {
+  /** Cluster mode: the distinct addresses of the live nodes (undefined until a node list was read). */
+  liveAddresses?: () => readonly string[] | undefined
+}
+
+/** `{ ip }` for an IP address, `{ hostname }` otherwise: an entry of status.loadBalancer.ingress. */
+function loadBalancerEntry (address: string): { ip: string } | { hostname: string } {
+  return isIP(address) === 0 ? { hostname: address } : { ip: address }
+}
+
+/**
+ * status.loadBalancer: this node's address when it serves the ingress; in cluster mode every live
+ * node's instead, since they all serve the same store (a node that cannot compile it shows as
+ * such in the node list).
+ */
+function loadBalancer (reported: Record<string, unknown>, ctx: StatusContext): unknown {
+  const local = reported.loadBalancer as { ingress?: unknown[] } | undefined
+  if ((local?.ingress ?? []).length === 0) return local ?? {}
+  const live = ctx.liveAddresses?.()
+  if (live === undefined || live.length === 0) return local
+  return { ingress: live.map(loadBalancerEntry) }
+}
+
+function ingressStatus (store: ObjectStore, obj: StoredObject, ctx: StatusContext): Record<string, unknown> {
   const spec = obj.content.spec as IngressSpecType
   const ns = obj.meta.namespace
   const missing: string[] = []
@@ -28,7 +53,7 @@ function ingressStatus (store: ObjectStore, obj: StoredObject): Record<string, u
   }
   const reported = store.status('Ingress', ns, obj.meta.name)?.status ?? {}
   const conditions = [...(reported.conditions as Condition[] | undefined ?? []), referencesCondition(missing, obj.meta.generation)]
-  const status: Record<string, unknown> = { loadBalancer: reported.loadBalancer ?? {}, conditions }
+  const status: Record<string, unknown> = { loadBalancer: loadBalancer(reported, ctx), conditions }
   return status
 }
 
@@ -64,9 +89,9 @@ function secretStatus (store: ObjectStore, obj: StoredObject): Record<string, un
 }
 
 /** The status to serve with `obj`, or undefined for kinds that have none. */
-export function objectStatus (store: ObjectStore, obj: StoredObject): Record<string, unknown> | undefined {
+export function objectStatus (store: ObjectStore, obj: StoredObject, ctx: StatusContext = {}): Record<string, unknown> | undefined {
   switch (obj.kind) {
-    case 'Ingress': return ingressStatus(store, obj)
+    case 'Ingress': return ingressStatus(store, obj, ctx)
     case 'Secret': return secretStatus(store, obj)
     default: return undefined
   }

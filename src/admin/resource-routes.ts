@@ -12,12 +12,15 @@ import { KINDS, prepareObject, presentObject, type KindDefinition } from '../res
 import type { AuditEntry, ListCursor, ObjectStore, StoredObject, WriteOutcome } from '../store/object-store.js'
 import { parseObjectText } from './content.js'
 import { objectStatus } from './object-status.js'
-import type { WriteSync } from './write-sync.js'
+import { WaitQuery, warningHeader, type StoreWriter, type WaitMode, type WriteSync } from './write-sync.js'
 
 /** What the resource routes need from the rest of the admin plane. */
 export interface ResourceRouteContext {
   store: ObjectStore
   sync: WriteSync
+  writer: StoreWriter
+  /** Cluster mode: the live nodes' addresses, which a served Ingress's status lists. */
+  liveAddresses?: () => readonly string[] | undefined
 }
 
 /** `CoreV1`, `NetworkingV1`, `ExtensionsV1beta1`: the operationId infix Kubernetes' own spec uses. */
@@ -80,9 +83,9 @@ const errorResponses = {
  * Sends a write's reply once the data plane serves it (with a Kubernetes Warning header if it did
  * not in time). The body is built after the wait, so it carries the status the data plane reported.
  */
-async function replyAfterSync (ctx: ResourceRouteContext, reply: FastifyReply, code: number, body: () => unknown): Promise<unknown> {
-  const warning = await ctx.sync.afterWrite()
-  if (warning !== undefined) reply.header('warning', `299 - "${warning}"`)
+async function replyAfterSync (ctx: ResourceRouteContext, req: FastifyRequest, reply: FastifyReply, code: number, body: () => unknown): Promise<unknown> {
+  const warning = warningHeader(await ctx.sync.afterWrite((req.query as { wait?: WaitMode }).wait))
+  if (warning !== undefined) reply.header('warning', warning)
   return reply.code(code).send(body())
 }
 
@@ -107,6 +110,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
   const item = `${collection}/:name`
   const params = Type.Object(def.namespaced ? { namespace: Type.String(), name: Type.String() } : { name: Type.String() })
   const collectionParams = def.namespaced ? Type.Object({ namespace: Type.String() }) : undefined
+  const writeQuery = Type.Object(WaitQuery)
   const ListSchema = Type.Object({
     apiVersion: Type.Literal(apiVersion),
     kind: Type.Literal(`${def.kind}List`),
@@ -115,7 +119,7 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
   })
   const { store } = ctx
   const subject = (name: string): { name: string, group: string, kind: string } => ({ name, group: def.group, kind: def.kind })
-  const present = (obj: StoredObject): Record<string, unknown> => presentObject(def, apiVersion, obj.meta, obj.content, objectStatus(store, obj))
+  const present = (obj: StoredObject): Record<string, unknown> => presentObject(def, apiVersion, obj.meta, obj.content, objectStatus(store, obj, ctx))
   const notFound = (name: string): IngressdError => new IngressdError('INGRESSD_ERR_NOT_FOUND', `${def.plural}${def.group === '' ? '' : `.${def.group}`} "${name}" not found`, { subject: subject(name) })
   const storedKey = (ns: string, name: string): string | undefined => store.privateKey(ns, name)
   const nsOf = (p: Record<string, string>): string => def.namespaced ? (p.namespace ?? 'default') : ''
@@ -153,13 +157,13 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
   }
 
   app.post(collection, {
-    schema: { tags, operationId: `create${tag}${nsPart}${def.kind}`, summary: `Create ${article(def.kind)}`, description: 'JSON or YAML body. 201 with the stored object; 409 if it exists.', consumes: BODY_TYPES, ...(collectionParams === undefined ? {} : { params: collectionParams }), body: input, response: { 201: output, ...errorResponses } }
+    schema: { tags, operationId: `create${tag}${nsPart}${def.kind}`, summary: `Create ${article(def.kind)}`, description: 'JSON or YAML body. 201 with the stored object; 409 if it exists.', consumes: BODY_TYPES, ...(collectionParams === undefined ? {} : { params: collectionParams }), querystring: writeQuery, body: input, response: { 201: output, ...errorResponses } }
   }, async (req, reply) => {
     const namespace = nsOf(req.params as Record<string, string>)
     const obj = prepareObject(parseObjectText(req.body as string), { namespace }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
-    const { object } = store.write(() => audited(req, 'create', store.put(obj, 'create')))
-    return await replyAfterSync(ctx, reply, 201, () => present(object))
+    const { object } = await ctx.writer.write(() => audited(req, 'create', store.put(obj, 'create')))
+    return await replyAfterSync(ctx, req, reply, 201, () => present(object))
   })
 
   app.get(item, {
@@ -172,41 +176,41 @@ function registerVersion (app: FastifyInstance, ctx: ResourceRouteContext, def: 
   })
 
   app.put(item, {
-    schema: { tags, operationId: `replace${tag}${nsPart}${def.kind}`, summary: `Replace ${article(def.kind)}`, description: 'Send metadata.resourceVersion as read to get 409 instead of overwriting a newer change.', consumes: BODY_TYPES, params, body: input, response: { 200: output, ...errorResponses } }
+    schema: { tags, operationId: `replace${tag}${nsPart}${def.kind}`, summary: `Replace ${article(def.kind)}`, description: 'Send metadata.resourceVersion as read to get 409 instead of overwriting a newer change.', consumes: BODY_TYPES, params, querystring: writeQuery, body: input, response: { 200: output, ...errorResponses } }
   }, async (req, reply) => {
     const p = req.params as Record<string, string>
     const obj = prepareObject(parseObjectText(req.body as string), { namespace: nsOf(p), name: p.name as string }, storedKey)
     if (obj.def !== def) throw new IngressdError('INGRESSD_ERR_UNKNOWN_KIND', `the body is a ${obj.def.kind}, but this path takes ${def.kind} objects`, { subject: subject(obj.name) })
-    const { object } = store.write(() => audited(req, 'replace', store.put(obj, 'replace')))
-    return await replyAfterSync(ctx, reply, 200, () => present(object))
+    const { object } = await ctx.writer.write(() => audited(req, 'replace', store.put(obj, 'replace')))
+    return await replyAfterSync(ctx, req, reply, 200, () => present(object))
   })
 
   app.patch(item, {
-    schema: { tags, operationId: `patch${tag}${nsPart}${def.kind}`, summary: `Merge-patch ${article(def.kind)}`, description: 'Content-Type: application/merge-patch+json (RFC 7386): objects merge, null deletes, anything else replaces.', consumes: ['application/merge-patch+json'], params, body: Type.Object({}, { additionalProperties: true }), response: { 200: output, ...errorResponses } }
+    schema: { tags, operationId: `patch${tag}${nsPart}${def.kind}`, summary: `Merge-patch ${article(def.kind)}`, description: 'Content-Type: application/merge-patch+json (RFC 7386): objects merge, null deletes, anything else replaces.', consumes: ['application/merge-patch+json'], params, querystring: writeQuery, body: Type.Object({}, { additionalProperties: true }), response: { 200: output, ...errorResponses } }
   }, async (req, reply) => {
     const p = req.params as Record<string, string>
     const namespace = nsOf(p)
     const patch = parseObjectText(req.body as string)
-    const { object } = store.write(() => {
+    const { object } = await ctx.writer.write(() => {
       const current = store.get(def.kind, namespace, p.name as string)
       if (current === undefined) throw notFound(p.name as string)
       const { status: _status, ...merged } = applyMergePatch(presentObject(def, apiVersion, current.meta, current.content), patch) as Record<string, unknown>
       const obj = prepareObject(merged, { namespace, name: p.name as string }, storedKey)
       return audited(req, 'patch', store.put(obj, 'replace'))
     })
-    return await replyAfterSync(ctx, reply, 200, () => present(object))
+    return await replyAfterSync(ctx, req, reply, 200, () => present(object))
   })
 
   app.delete(item, {
-    schema: { tags, operationId: `delete${tag}${nsPart}${def.kind}`, summary: `Delete ${article(def.kind)}`, description: 'Answers 200 with the deleted object, as Kubernetes does.', params, response: { 200: output, ...errorResponses } }
+    schema: { tags, operationId: `delete${tag}${nsPart}${def.kind}`, summary: `Delete ${article(def.kind)}`, description: 'Answers 200 with the deleted object, as Kubernetes does.', params, querystring: writeQuery, response: { 200: output, ...errorResponses } }
   }, async (req, reply) => {
     const p = req.params as Record<string, string>
-    const deleted = store.write(() => {
+    const deleted = await ctx.writer.write(() => {
       const gone = store.delete(def.kind, nsOf(p), p.name as string, def)
       store.recordAudit(auditEntry(req, 'delete', gone, 'deleted', store.resourceVersion()))
       return gone
     })
-    return await replyAfterSync(ctx, reply, 200, () => presentObject(def, apiVersion, deleted.meta, deleted.content))
+    return await replyAfterSync(ctx, req, reply, 200, () => presentObject(def, apiVersion, deleted.meta, deleted.content))
   })
 }
 

@@ -11,6 +11,7 @@
 import { ApiError, type AdminClient } from './client.js'
 import { CLIENT_KINDS, itemPath, type ClientKind } from './kinds.js'
 import {
+  describeNode,
   formatAddress,
   formatEndpointList,
   formatLabels,
@@ -21,6 +22,7 @@ import {
   type EndpointsView,
   type IngressClassView,
   type IngressView,
+  type NodeView,
   type ObjectView,
   type SecretView,
   type ServicePortView,
@@ -292,5 +294,6 @@ export async function describeObject (client: AdminClient, kind: ClientKind, obj
     case 'Secret': return describeSecret(obj as SecretView)
     case 'Endpoints': return describeEndpoints(obj as EndpointsView)
     case 'IngressClass': return describeIngressClass(obj as IngressClassView)
+    case 'Node': return describeNode(obj as NodeView)
   }
 }

@@ -8,7 +8,7 @@
 
 /** One kind as the client sees it. */
 export interface ClientKind {
-  kind: 'Ingress' | 'Service' | 'Endpoints' | 'Secret' | 'IngressClass'
+  kind: 'Ingress' | 'Service' | 'Endpoints' | 'Secret' | 'IngressClass' | 'Node'
   /** API group; '' for the core group. */
   group: string
   /** The version the client reads and writes (the storage version). */
@@ -27,12 +27,18 @@ export const CLIENT_KINDS: readonly ClientKind[] = [
   { kind: 'IngressClass', group: 'networking.k8s.io', apiVersion: 'networking.k8s.io/v1', plural: 'ingressclasses', namespaced: false, shortNames: [] }
 ]
 
+/**
+ * The gateway nodes (`get nodes`): read-only, reported by the nodes themselves, so not among
+ * CLIENT_KINDS, which are the kinds the API stores (and `apply` and `delete` take).
+ */
+export const NODE_KIND: ClientKind = { kind: 'Node', group: 'ingressd.io', apiVersion: 'ingressd.io/v1', plural: 'nodes', namespaced: false, shortNames: ['no'] }
+
 /** Groups an Ingress is also served in by older manifests (`ingress.extensions` is still an Ingress). */
 const LEGACY_GROUPS: Record<string, string[]> = { Ingress: ['extensions'] }
 
 /** Every name that resolves to a kind: `ingress`, `ingresses`, `ing`, `ingresses.networking.k8s.io`, `Ingress`... */
 const BY_NAME = new Map<string, ClientKind>()
-for (const k of CLIENT_KINDS) {
+for (const k of [...CLIENT_KINDS, NODE_KIND]) {
   const singular = k.kind.toLowerCase()
   const bare = [singular, k.plural, ...k.shortNames]
   // kubectl also takes the singular of Endpoints as "endpoint".

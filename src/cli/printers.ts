@@ -7,7 +7,7 @@
  */
 import { isIPv6 } from 'node:net'
 import type { ClientKind } from './kinds.js'
-import { age } from './table.js'
+import { age, tabulate } from './table.js'
 
 /** metadata, as far as the client reads it. */
 export interface MetaView {
@@ -100,6 +100,21 @@ export interface SecretView extends ObjectView {
 
 export interface IngressClassView extends ObjectView {
   spec?: { controller?: string, parameters?: { apiGroup?: string, kind?: string, name?: string } }
+}
+
+/** A gateway node (GET /apis/ingressd.io/v1/nodes). */
+export interface NodeView extends ObjectView {
+  status?: {
+    addresses?: string[]
+    version?: string
+    servedResourceVersion?: string
+    storeResourceVersion?: string
+    behind?: number
+    state?: string
+    lastHeartbeat?: string
+    startedAt?: string
+    problem?: string
+  }
 }
 
 /** `ip:port`, bracketing IPv6 addresses as Go's net.JoinHostPort does. */
@@ -252,6 +267,24 @@ const PRINTERS: Record<ClientKind['kind'], Printer> = {
       const parameters = p === undefined ? '<none>' : `${p.kind ?? ''}${p.apiGroup === undefined || p.apiGroup === '' ? '' : `.${p.apiGroup}`}/${p.name ?? ''}`
       return [name(ic), ic.spec?.controller ?? '', parameters, created(ic, now)]
     }
+  },
+  // kubectl's get nodes shows STATUS and AGE; a gateway node's interesting facts are what it serves and when it last said so.
+  Node: {
+    headers: wide => ['NAME', 'STATUS', 'VERSION', 'SERVED', 'BEHIND', 'LAST SEEN', 'ADDRESSES', ...(wide ? ['AGE', 'PROBLEM'] : [])],
+    row: (obj, wide, now) => {
+      const status = (obj as NodeView).status ?? {}
+      const addresses = status.addresses ?? []
+      return [
+        name(obj),
+        status.state ?? '<unknown>',
+        status.version ?? '',
+        status.servedResourceVersion ?? '',
+        String(status.behind ?? ''),
+        age(status.lastHeartbeat, now),
+        addresses.length === 0 ? '<none>' : addresses.join(','),
+        ...(wide ? [age(status.startedAt, now), status.problem ?? '<none>'] : [])
+      ]
+    }
   }
 }
 
@@ -272,4 +305,23 @@ export function secretDataKeys (secret: SecretView): { key: string, bytes: numbe
   }
   if (typeof secret.status?.keyBytes === 'number' && !keys.some(k => k.key === 'tls.key')) keys.push({ key: 'tls.key', bytes: secret.status.keyBytes })
   return keys.sort((a, b) => a.key < b.key ? -1 : a.key > b.key ? 1 : 0)
+}
+
+/** `describe node`: what the node serves, whether it is alive, and since when. */
+export function describeNode (node: NodeView, now: Date = new Date()): string {
+  const status = node.status ?? {}
+  const since = (timestamp: string | undefined): string => timestamp === undefined ? '<unknown>' : `${timestamp} (${age(timestamp, now)} ago)`
+  const lines = [
+    `Name:\t${node.metadata?.name ?? ''}`,
+    `State:\t${status.state ?? '<unknown>'}`,
+    `Addresses:\t${(status.addresses ?? []).length === 0 ? '<none>' : (status.addresses ?? []).join(',')}`,
+    `Version:\t${status.version ?? ''}`,
+    `Served resourceVersion:\t${status.servedResourceVersion ?? ''}`,
+    `Store resourceVersion:\t${status.storeResourceVersion ?? ''}`,
+    `Behind:\t${status.behind ?? ''}`,
+    `Last Heartbeat:\t${since(status.lastHeartbeat)}`,
+    `Started:\t${since(status.startedAt)}`,
+    `Problem:\t${status.problem ?? '<none>'}`
+  ]
+  return tabulate(lines.join('\n') + '\n')
 }

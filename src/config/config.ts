@@ -61,6 +61,10 @@ export interface Config {
   adminAllowedHosts: string[]
   /** Client addresses and CIDRs refused on every route (403), whatever the ingresses say. */
   denylistSourceRange: string[]
+  /** Cluster mode: PostgreSQL is the source of truth and INGRESSD_DB the node's mirror of it. */
+  postgresUrl: string | undefined
+  /** This node's name in cluster mode; undefined: the host name and the admin port. */
+  nodeName: string | undefined
 }
 
 interface Setting<K extends keyof Config> {
@@ -115,6 +119,21 @@ function parseCidrList (raw: string, name: string): string[] {
     if (family === 0 || (bits !== undefined && (!/^\d+$/.test(bits) || Number(bits) > max))) bad(name, raw, `"${cidr}" is not an IP address or CIDR range`)
   }
   return list
+}
+
+/** A postgres:// or postgresql:// URL; the error never repeats the password. */
+function parsePostgresUrl (raw: string, name: string): string | undefined {
+  if (raw.trim() === '') return undefined
+  let url: URL
+  try {
+    url = new URL(raw.trim())
+  } catch {
+    bad(name, '<redacted>', 'expected a PostgreSQL URL such as postgres://user:password@host:5432/database')
+  }
+  if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') bad(name, '<redacted>', `expected a postgres:// or postgresql:// URL, not ${url.protocol}//`)
+  if (url.hostname === '' && !/host=/.test(url.search)) bad(name, '<redacted>', 'the URL names no host')
+  if (url.pathname === '' || url.pathname === '/') bad(name, '<redacted>', 'the URL names no database (postgres://user:password@host:5432/DATABASE)')
+  return raw.trim()
 }
 
 function parseSecretReference (raw: string, name: string): string | undefined {
@@ -177,6 +196,8 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'proxyNextUpstreamTries', env: 'INGRESSD_PROXY_NEXT_UPSTREAM_TRIES', flag: 'proxy-next-upstream-tries', default: '3', description: 'Tries per request across endpoints when one cannot be reached (ingress-nginx proxy-next-upstream-tries). Only requests without a body are retried: idempotent ones after a connection failure, reset or connect timeout, others only when the connection was never made. 1 turns retries off.', parse: (raw, name) => /^[1-9]\d?$/.test(raw) ? Number(raw) : bad(name, raw, 'expected a whole number from 1 to 99') },
   { key: 'limitReqStatusCode', env: 'INGRESSD_LIMIT_REQ_STATUS_CODE', flag: 'limit-req-status-code', default: '503', description: 'Status answered to a client over a route\'s limit-rps, limit-rpm or limit-connections (ingress-nginx\'s limit-req-status-code and limit-conn-status-code), from 400 to 599; 429 is the usual alternative.', parse: (raw, name) => /^[45]\d\d$/.test(raw.trim()) ? Number(raw.trim()) : bad(name, raw, 'expected an HTTP status from 400 to 599') },
   { key: 'denylistSourceRange', env: 'INGRESSD_DENYLIST_SOURCE_RANGE', flag: 'denylist-source-range', default: '', description: 'Client IP addresses and CIDRs refused with 403 on every route, before any ingress rule (ingress-nginx\'s global denylist-source-range). The client address is the peer, or taken from X-Forwarded-For / X-Real-IP when the peer is in INGRESSD_TRUSTED_PROXIES.', parse: parseCidrList },
+  { key: 'postgresUrl', env: 'INGRESSD_POSTGRES_URL', flag: 'postgres-url', default: '', description: 'Cluster mode: the PostgreSQL (15 or newer) every node shares, as postgres://user:password@host:5432/database. INGRESSD_DB is then this node\'s mirror of it, which keeps it serving (and restarting) while PostgreSQL is away. Unset: the SQLite file is the store.', parse: parsePostgresUrl },
+  { key: 'nodeName', env: 'INGRESSD_NODE_NAME', flag: 'node-name', default: '', description: 'Cluster mode: this node\'s name in GET /apis/ingressd.io/v1/nodes. Unset: the host name and the admin port, so that several nodes on one host stay distinct.', parse: raw => raw.trim() === '' ? undefined : raw.trim() },
   { key: 'adminAllowedHosts', env: 'INGRESSD_ADMIN_ALLOWED_HOSTS', flag: 'admin-allowed-hosts', default: '', description: 'Without INGRESSD_ADMIN_TOKEN the admin API answers only requests whose Host is a loopback name (localhost, 127.0.0.1, ::1), against DNS rebinding; extra host names to accept, comma-separated.', parse: raw => raw.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '') }
 ]
 

@@ -118,6 +118,7 @@ export class Reloader {
   private readonly compiler: RouteCompiler
   readonly followerId: string
   private compiledRoutingVersion = -1
+  private compiledEpoch = -1
   private readonly snapshots: SnapshotReader
   private expiryCache = new Map<string, { namespace: string, name: string, notAfter: number }>()
   lastReloadMs = 0
@@ -197,14 +198,22 @@ export class Reloader {
     const started = performance.now()
     let resourceVersion = -1
     try {
-      const versions = this.opts.store.db.transaction(() => ({ resource: this.opts.store.resourceVersion(), routing: this.opts.store.routingVersion() }))()
-      if (this.table !== undefined && versions.resource === this.servedVersion) return
-      if (this.table !== undefined && versions.routing === this.compiledRoutingVersion) {
+      const versions = this.opts.store.db.transaction(() => ({ resource: this.opts.store.resourceVersion(), routing: this.opts.store.routingVersion(), epoch: this.opts.store.epoch() }))()
+      // A new epoch (a cluster mirror copied whole) may bring back version numbers already seen: compile.
+      const sameEpoch = versions.epoch === this.compiledEpoch
+      if (this.table !== undefined && sameEpoch && versions.resource === this.servedVersion) return
+      if (this.table !== undefined && sameEpoch && versions.routing === this.compiledRoutingVersion) {
         // Only labels or IngressClass objects changed: nothing the tables depend on. No compile.
         this.servedVersion = versions.resource
         this.opts.metrics?.configGeneration.set(this.servedVersion)
         this.opts.feed.reportServed(this.followerId, this.servedVersion)
         return
+      }
+      if (!sameEpoch && this.compiledEpoch !== -1) {
+        // The file was replaced whole, its statuses with it: write every status again.
+        this.ingressStatuses.clear()
+        this.statusByReport.clear()
+        this.secretStatuses.clear()
       }
       const read = this.snapshots.read()
       resourceVersion = read.resourceVersion
@@ -218,6 +227,7 @@ export class Reloader {
       this.policyTable = policies?.table
       this.servedVersion = resourceVersion
       this.compiledRoutingVersion = read.routingVersion
+      this.compiledEpoch = versions.epoch
       this.lastReloadMs = performance.now() - started
       this.recordMetrics(read.snapshot.secrets)
       if (this.opts.writeStatus !== false) this.writeStatuses(reports, read.snapshot.ingresses, resourceVersion, tls, policies?.problems)

@@ -70,6 +70,8 @@ export class SnapshotReader {
   private secretValues = new Map<string, string>()
   /** The version the cache holds; -1 before the first read. */
   private readVersion = -1
+  /** The store's epoch when the cache was read: a new epoch means everything was replaced. */
+  private readEpoch = -1
   /** Rows parsed by the last read: for tests and the benchmark. */
   parsedLastRead = 0
   /** Whether the last read read every object (the first, or when the store could not say what changed): for tests. */
@@ -84,6 +86,9 @@ export class SnapshotReader {
       this.fullLastRead = false
       const resourceVersion = this.store.resourceVersion()
       const routingVersion = this.store.routingVersion()
+      const epoch = this.store.epoch()
+      if (epoch !== this.readEpoch) this.readVersion = -1
+      this.readEpoch = epoch
       if (resourceVersion !== this.readVersion) {
         try {
           const deleted = this.readVersion < 0 ? undefined : this.store.deletedSince(this.readVersion)

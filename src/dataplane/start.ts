@@ -24,7 +24,7 @@ import { ExternalAuthClient } from './policies/external-auth.js'
 import { limiterForProcess } from './limiter-cluster.js'
 
 /** The address to publish in ingress status: configured, else the HTTP listener's, else this machine's first external IPv4. */
-function defaultPublishAddress (http: AddressInfo): string {
+export function defaultPublishAddress (http: Pick<AddressInfo, 'address'>): string {
   if (http.address !== '0.0.0.0' && http.address !== '::') return http.address
   for (const list of Object.values(networkInterfaces())) {
     for (const nic of list ?? []) if (nic.family === 'IPv4' && !nic.internal) return nic.address

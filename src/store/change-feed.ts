@@ -68,6 +68,11 @@ export class ChangeFeed {
     })
   }
 
+  /** The compile failures reported at or after `resourceVersion`. */
+  problemsAt (resourceVersion: number): string[] {
+    return this.outcome(resourceVersion, true).problems
+  }
+
   private outcome (resourceVersion: number, served: boolean): ServeOutcome {
     const problems = [...this.failures.values()].filter(f => f.resourceVersion >= resourceVersion).map(f => f.message)
     return { served, problems }

@@ -121,6 +121,7 @@ export class ObjectStore {
       bump: db.prepare<[], { resource_version: number }>('UPDATE store_state SET resource_version = resource_version + 1 WHERE id = 1 RETURNING resource_version'),
       version: db.prepare<[], { resource_version: number }>('SELECT resource_version FROM store_state WHERE id = 1'),
       routingVersion: db.prepare<[], { routing_version: number }>('SELECT routing_version FROM store_state WHERE id = 1'),
+      epoch: db.prepare<[], { epoch: number }>('SELECT epoch FROM store_state WHERE id = 1'),
       bumpRouting: db.prepare('UPDATE store_state SET routing_version = routing_version + 1 WHERE id = 1'),
       insert: db.prepare('INSERT INTO objects (kind, namespace, name, uid, resource_version, generation, created_at, labels, annotations, content, private_key) VALUES (@kind, @namespace, @name, @uid, @rv, 1, @createdAt, @labels, @annotations, @content, @privateKey)'),
       update: db.prepare('UPDATE objects SET resource_version = @rv, generation = @generation, labels = @labels, annotations = @annotations, content = @content, private_key = COALESCE(@privateKey, private_key) WHERE kind = @kind AND namespace = @namespace AND name = @name'),
@@ -146,10 +147,24 @@ export class ObjectStore {
     return this.stmt.routingVersion.get()?.routing_version ?? 0
   }
 
+  /**
+   * Moves when the file's objects were replaced whole (cluster mode: a mirror copied again from a
+   * restored or replaced PostgreSQL, whose versions may be lower): a reader that follows the file
+   * by version must then read everything again.
+   */
+  epoch (): number {
+    return this.stmt.epoch.get()?.epoch ?? 0
+  }
+
   /** Calls `listener` with the new resourceVersion after every committed write in this process. */
   onCommit (listener: (resourceVersion: number) => void): () => void {
     this.commitListeners.add(listener)
     return () => this.commitListeners.delete(listener)
+  }
+
+  /** Tells the commit listeners of a version another writer put in this file (cluster mode's replication). */
+  announceCommit (resourceVersion: number): void {
+    for (const listener of this.commitListeners) listener(resourceVersion)
   }
 
   /**
