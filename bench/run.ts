@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: ingressd side by side with nginx (and a minimal Fastify proxy), in one run.
  * See bench/README.md. Options: --duration 5 (seconds per load run), --rounds 3,
- * --only compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory, --json FILE.
+ * --only compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory,cluster, --json FILE.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync } from 'node:fs'
@@ -19,12 +19,13 @@ import type { Secret } from '../src/resources/secret.js'
 import type { Ingress } from '../src/resources/ingress.js'
 import type { Service } from '../src/resources/service.js'
 import type { Endpoints } from '../src/resources/endpoints.js'
+import { findPostgresBin, startPrivatePostgres, type PostgresCluster } from '../test/helpers/postgres.js'
 
 const { values: opts } = parseArgs({
   options: {
     duration: { type: 'string', default: '5' },
     rounds: { type: 'string', default: '3' },
-    only: { type: 'string', default: 'compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory' },
+    only: { type: 'string', default: 'compile,certs,admin,live,proxy,policies,https,websocket,scale,workers,memory,cluster' },
     json: { type: 'string' },
     connections: { type: 'string', default: '64' }
   }
@@ -849,6 +850,132 @@ async function benchMemory (originPort: number): Promise<void> {
   results.memory = { durationS: DURATION, connections: CONNECTIONS, sniNames: SNI_NAMES, runs }
 }
 
+/**
+ * A throwaway PostgreSQL for the `cluster` scenario, as the tests make one (test/helpers/postgres.ts:
+ * initdb as the postgres user in a temp dir, a free port), but durable: the tests' fsync=off would
+ * flatter PostgreSQL beside SQLite, which syncs every commit. When PostgreSQL is not installed,
+ * the reason instead (the scenario is skipped with it).
+ */
+async function benchPostgres (teardowns: (() => unknown)[]): Promise<PostgresCluster | string> {
+  try {
+    findPostgresBin()
+  } catch (err) {
+    return (err as Error).message
+  }
+  const pgc = await startPrivatePostgres({ teardown: fn => { teardowns.push(fn) } })
+  writeFileSync(join(pgc.dir, 'data', 'postgresql.conf'), `${readFileSync(join(pgc.dir, 'data', 'postgresql.conf'), 'utf8')}\n# ingressd benchmark: durable commits, as SQLite's synchronous=FULL\nfsync = on\nfull_page_writes = on\n`)
+  await pgc.pgCtl('stop-fast')
+  await pgc.pgCtl('start')
+  // pg_ctl ran from this process, pinned to core 0: let the postmaster (and the backends it forks) float like the nodes.
+  if (HAS_TASKSET) {
+    const postmaster = Number(readFileSync(join(pgc.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0])
+    for (const pid of processTree(postmaster)) spawnSync('taskset', ['-a', '-p', '-c', `0-${CORES - 1}`, String(pid)], { stdio: 'ignore' })
+  }
+  return pgc
+}
+
+/** Milliseconds from `since` to the first 200 for `host` on `base` (polled every 2 ms); NaN after `timeoutMs`. */
+async function firstOk (base: string, host: string, since: number, timeoutMs = 20_000): Promise<number> {
+  for (;;) {
+    const res = await request(`${base}/`, { headers: { host } })
+    await res.body.text()
+    const now = performance.now()
+    if (res.statusCode === 200) return now - since
+    if (now - since > timeoutMs) return NaN
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+}
+
+/** Three nodes (one data-plane process each, not pinned) on a new database of `pgc`. */
+async function startNodes (pgc: PostgresCluster): Promise<Ingressd[]> {
+  const url = await pgc.createDatabase()
+  const nodes: Ingressd[] = []
+  // One after another: the first creates the schema (the others would wait on its advisory lock anyway).
+  for (const name of ['node-a', 'node-b', 'node-c']) nodes.push(await startIngressd({ INGRESSD_POSTGRES_URL: url, INGRESSD_NODE_NAME: name, INGRESSD_WORKERS: '1' }, null))
+  return nodes
+}
+
+async function stopAll (gws: Ingressd[]): Promise<void> {
+  await Promise.all(gws.map(async gw => { await stop(gw.child); rmSync(gw.dir, { recursive: true, force: true }) }))
+}
+
+async function benchCluster (originPort: number): Promise<void> {
+  const teardowns: (() => unknown)[] = []
+  try {
+    const pgc = await benchPostgres(teardowns)
+    if (typeof pgc === 'string') {
+      process.stdout.write(`\ncluster scenario skipped: ${pgc}\n`)
+      results.cluster = { skipped: pgc }
+      return
+    }
+    const out: Record<string, unknown> = {}
+    const ingress = (name: string, host: string): unknown => ({ apiVersion: 'networking.k8s.io/v1', kind: 'Ingress', metadata: { name }, spec: { rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'origin', port: { number: 80 } } } }] } }] } })
+
+    // (a) From a write returning on node A to the first 200 on nodes B and C.
+    const liveRows: (string | number)[][] = []
+    for (const n of [100, 10_000]) {
+      const nodes = await startNodes(pgc)
+      const [a, b, c] = nodes as [Ingressd, Ingressd, Ingressd]
+      let t0 = performance.now()
+      await adminCall(a.admin, 'POST', '/apply', manifests(n, originPort))
+      const applyMs = performance.now() - t0
+      // Every node serves the whole table before the writes are timed.
+      const [loadedB, loadedC] = await Promise.all([b, c].map(async gw => await firstOk(gw.http, `app-${n - 1}.example.com`, t0, 60_000)))
+      const writeMs: number[] = []
+      const onB: number[] = []
+      const onC: number[] = []
+      const onBoth: number[] = []
+      let timedOut = 0
+      for (let i = 0; i < 50; i++) {
+        const host = `live-${i}.example.com`
+        t0 = performance.now()
+        await adminCall(a.admin, 'POST', '/apis/networking.k8s.io/v1/namespaces/default/ingresses', ingress(`live-${i}`, host))
+        const returned = performance.now()
+        writeMs.push(returned - t0)
+        const [mb, mc] = await Promise.all([firstOk(b.http, host, returned), firstOk(c.http, host, returned)]) as [number, number]
+        if (Number.isNaN(mb) || Number.isNaN(mc)) timedOut++
+        onB.push(mb)
+        onC.push(mc)
+        onBoth.push(Math.max(mb, mc))
+      }
+      await stopAll(nodes)
+      out[`live${n}`] = { ingresses: n, applyMs, loadedOnB: loadedB, loadedOnC: loadedC, writeP50: median(writeMs), writeP99: pct(writeMs, 99), bP50: median(onB), bP99: pct(onB, 99), cP50: median(onC), cP99: pct(onC, 99), bothP50: median(onBoth), bothP99: pct(onBoth, 99), timedOut }
+      liveRows.push([`${n.toLocaleString('en-US')} ingresses`, fmt(applyMs), fmt(Math.max(loadedB ?? NaN, loadedC ?? NaN)), fmt(median(writeMs), 1), fmt(pct(writeMs, 99), 1), fmt(median(onB), 1), fmt(pct(onB, 99), 1), fmt(median(onC), 1), fmt(pct(onC, 99), 1), fmt(median(onBoth), 1), fmt(pct(onBoth, 99), 1), timedOut])
+    }
+    printTable('Cluster mode: three nodes (one process each, not pinned) on one PostgreSQL (fsync on); writes to node A, then the first 200 for the new host on nodes B and C (50 creates, one after another; ms)',
+      ['stored', 'one /apply of them on A', 'until B and C serve them', 'write on A p50', 'write on A p99', 'return → 200 on B p50', 'B p99', 'on C p50', 'C p99', 'on both p50', 'both p99', 'not in 20 s'], liveRows)
+
+    // (b) One /apply of 1,000 ingresses with their services, through PostgreSQL and on an embedded gateway.
+    const bundle = [...manifests(0, originPort), ...manifests(1000, originPort).slice(2).flatMap((ing, i) => [
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}` }, spec: { ports: [{ port: 80, targetPort: originPort }] } },
+      ing
+    ])]
+    const applyRows: (string | number)[][] = []
+    const nodes = await startNodes(pgc)
+    const [a, b, c] = nodes as [Ingressd, Ingressd, Ingressd]
+    let t0 = performance.now()
+    await adminCall(a.admin, 'POST', '/apply', bundle)
+    const clusterMs = performance.now() - t0
+    const everywhere = Math.max(...await Promise.all([b, c].map(async gw => await firstOk(gw.http, 'app-999.example.com', t0, 60_000))))
+    await stopAll(nodes)
+    const embedded = await startIngressd({}, null)
+    t0 = performance.now()
+    await adminCall(embedded.admin, 'POST', '/apply', bundle)
+    const embeddedMs = performance.now() - t0
+    await stopAll([embedded])
+    applyRows.push(
+      ['cluster: node A, through PostgreSQL (B and C running)', bundle.length, fmt(clusterMs), fmt(bundle.length / clusterMs * 1000), fmt(everywhere)],
+      ['embedded: SQLite only', bundle.length, fmt(embeddedMs), fmt(bundle.length / embeddedMs * 1000), '-']
+    )
+    out.apply = { objects: bundle.length, clusterMs, clusterServedEverywhereMs: everywhere, embeddedMs }
+    printTable('Cluster mode: one POST /apply of 1,000 ingresses with their 1,000 services (returns once the node written to serves it)',
+      ['gateway', 'objects', 'total ms', 'objects/s', 'until B and C serve it, ms'], applyRows)
+    results.cluster = out
+  } finally {
+    for (const fn of teardowns.reverse()) await fn()
+  }
+}
+
 try {
   process.stdout.write(`ingressd benchmark: ${new Date().toISOString()}, node ${process.version}, ${CORES} cores, ${HAS_WRK ? 'wrk' : 'no wrk'}, ${NGINX ?? 'no nginx'}, ${HAS_TASKSET ? 'load generator, origin and this runner (which reads the access logs) on core 0, proxies on core 1 (in the workers scenario: proxies not pinned)' : 'no taskset: processes not pinned'}\n`)
   const originPort = await startOrigin()
@@ -863,6 +990,7 @@ try {
   if (ONLY.has('scale')) await benchScale(originPort)
   if (ONLY.has('workers')) await benchWorkers(originPort)
   if (ONLY.has('memory')) await benchMemory(originPort)
+  if (ONLY.has('cluster')) await benchCluster(originPort)
   if (opts.json !== undefined) writeFileSync(opts.json, JSON.stringify(results, null, 2) + '\n')
 } finally {
   // Each child with its own children (a cluster primary's workers, nginx's workers).

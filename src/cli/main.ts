@@ -25,6 +25,41 @@ function settingFlags (): Record<string, { type: 'string' }> {
   return Object.fromEntries(SETTINGS.map(s => [s.flag, { type: 'string' as const }]))
 }
 
+/**
+ * `ingressd migrate` with INGRESSD_POSTGRES_URL: applies the PostgreSQL migrations and prints one
+ * line, the URL shown without its password. A failure (refused credentials, a missing or
+ * unreachable database, a migration that fails) is one IngressdError naming the setting, which
+ * main() prints on one line and exits 2 for; the password appears nowhere.
+ */
+async function migratePostgres (url: string): Promise<void> {
+  const { PostgresStore, isUnavailable, redactUrl } = await import('../store/cluster/postgres.js')
+  const shown = redactUrl(url)
+  const store = new PostgresStore(url, 'ingressd/migrate')
+  let applied: string[]
+  try {
+    applied = await store.migrate()
+  } catch (err) {
+    const code = String((err as { code?: unknown }).code ?? '')
+    const message = String((err as { message?: unknown }).message ?? err)
+    const why = code === '28P01' || code === '28000'
+      ? `PostgreSQL refused the credentials (${message})`
+      : code === '3D000'
+        ? `the database does not exist (${message})`
+        : err instanceof IngressdError
+          ? message
+          : isUnavailable(err) ? `PostgreSQL cannot be reached (${message})` : message
+    // Whatever a driver message quotes, a password in a URL or a password= parameter stays hidden.
+    const safe = `INGRESSD_POSTGRES_URL (${shown}): ${why}`
+      .replace(/:\/\/([^:@/\s]*):[^@/\s]*@/g, '://$1:***@')
+      .replace(/(password=)[^\s&]*/gi, '$1***')
+    const errorCode = err instanceof IngressdError ? err.code : isUnavailable(err) ? 'INGRESSD_ERR_STORE_UNAVAILABLE' : 'INGRESSD_ERR_CONFIG'
+    throw new IngressdError(errorCode, safe, { cause: err })
+  } finally {
+    await store.close()
+  }
+  process.stdout.write(applied.length === 0 ? `${shown}: schema is up to date\n` : `${shown}: applied ${applied.join(', ')}\n`)
+}
+
 /** Runs one command; returns the exit code. The client verbs write to `io` (tests capture it). */
 export async function main (argv: string[], io: CliIo = processIo()): Promise<number> {
   const client = findClientCommand(argv)
@@ -54,6 +89,8 @@ export async function main (argv: string[], io: CliIo = processIo()): Promise<nu
         const applied = applyMigrations(db)
         db.close()
         process.stdout.write(applied.length === 0 ? `${config.db}: schema is up to date\n` : `${config.db}: applied ${applied.join(', ')}\n`)
+        // Cluster mode: PostgreSQL's own migrations too (numbered alike, under an advisory lock).
+        if (config.postgresUrl !== undefined) await migratePostgres(config.postgresUrl)
         return 0
       }
       const { createLogger } = await import('../logger.js')
