@@ -21,7 +21,7 @@ import pg from 'pg'
 import type { Logger } from 'pino'
 import { IngressdError } from '../../errors.js'
 import type { ObjectStore } from '../object-store.js'
-import { isUnavailable, PostgresStore, redactUrl, unavailable, type NodeTable, type StoreHead } from './postgres.js'
+import { bounded, destroyConnection, isUnavailable, PostgresStore, redactUrl, unavailable, type NodeTable, type StoreHead } from './postgres.js'
 import { ReplicaRows, type ReplicaBatch } from './replica-rows.js'
 
 /** How long an admin write may take in all, queueing included, before it answers 503 (the issue: within 5 s). */
@@ -80,6 +80,8 @@ export class ClusterStore {
   #timers: NodeJS.Timeout[] = []
   #stopped = false
   #syncing = false
+  #beating = false
+  #beatAgain = false
   #again = false
   #health: { reachable: boolean, since: number, lastError: string | undefined } = { reachable: true, since: Date.now(), lastError: undefined }
   #lastHead: StoreHead | undefined
@@ -292,6 +294,23 @@ export class ClusterStore {
 
   /** Upserts this node's row with the database's clock, and checks the listener is alive. */
   async #heartbeat (): Promise<void> {
+    // One at a time: on a half-open link a check takes its 3 s timeout, longer than the interval.
+    if (this.#beating) {
+      this.#beatAgain = true
+      return
+    }
+    this.#beating = true
+    try {
+      do {
+        this.#beatAgain = false
+        await this.#beat()
+      } while (this.#beatAgain && !this.#stopped)
+    } finally {
+      this.#beating = false
+    }
+  }
+
+  async #beat (): Promise<void> {
     const listener = this.#listener
     if (listener === undefined) await this.#listen()
     else {
@@ -365,7 +384,8 @@ export class ClusterStore {
     for (const t of this.#timers) clearInterval(t)
     const listener = this.#listener
     this.#listener = undefined
-    await listener?.end().catch(() => {})
+    // On a half-open link a polite end() waits for a reply that never comes: bounded, then cut.
+    if (listener !== undefined) await bounded(listener.end(), 1000, () => { destroyConnection(listener) })
     await this.pg.close()
   }
 }

@@ -95,6 +95,19 @@ function toNumber (v: unknown): number {
   return typeof v === 'number' ? v : Number(v)
 }
 
+/** Waits for `promise` at most `ms`, then calls `onTimeout`; never throws. */
+export async function bounded (promise: Promise<unknown>, ms: number, onTimeout: () => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = await Promise.race([promise.then(() => false, () => false), new Promise<boolean>(resolve => { timer = setTimeout(() => resolve(true), ms) })])
+  clearTimeout(timer)
+  if (expired) onTimeout()
+}
+
+/** Cuts a pg client's socket (pg keeps it on `connection.stream`, not in its typings). */
+export function destroyConnection (client: pg.ClientBase): void {
+  (client as unknown as { connection?: { stream?: { destroy: () => void } } }).connection?.stream?.destroy()
+}
+
 /** A connection pool to PostgreSQL with the store's queries. */
 export class PostgresStore {
   readonly pool: pg.Pool
@@ -292,7 +305,10 @@ export class PostgresStore {
     }
   }
 
+  /** Closes the pool; clients stuck on a half-open link are cut after a second rather than waited for. */
   async close (): Promise<void> {
-    await this.pool.end().catch(() => {})
+    // pg-pool keeps its clients on `_clients`, not in its typings.
+    const clients = (this.pool as unknown as { _clients?: pg.ClientBase[] })._clients ?? []
+    await bounded(this.pool.end(), 1000, () => { for (const c of clients) destroyConnection(c) })
   }
 }
