@@ -6,14 +6,14 @@
  */
 import t from 'tap'
 import { serviceManifests } from '../helpers/backends.js'
-import { applyOn, converged, ING, ingress, ingressVersions, mirrorState, noPostgres, pgQuery, pgState, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
+import { applyOn, converged, ING, ingress, ingressVersions, mirrorState, pgQuery, pgState, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
 import { startSteadyLoad } from '../helpers/load.js'
 import { startOrigin } from '../helpers/origin.js'
 import { sharedPostgres } from '../helpers/postgres.js'
 
 const CHANGES = 1000
 
-t.test(`${CHANGES} changes from concurrent writers on three nodes: no failed request on a stable host, dense versions, every node converged`, { skip: noPostgres }, async t => {
+t.test(`${CHANGES} changes from concurrent writers on three nodes: no failed request on a stable host, dense versions, every node converged`, async t => {
   const url = await (await sharedPostgres()).createDatabase()
   const stable = await startOrigin(t, 'stable')
   const churn = await startOrigin(t, 'churn')
@@ -118,7 +118,7 @@ t.test(`${CHANGES} changes from concurrent writers on three nodes: no failed req
   t.same(lists[2], lists[0], 'node-c lists the same')
 })
 
-t.test('3 × 50 parallel creates and replaces on different nodes, some racing on the same objects: only 2xx and 409', { skip: noPostgres }, async t => {
+t.test('3 × 50 parallel creates and replaces on different nodes, some racing on the same objects: only 2xx and 409', async t => {
   const url = await (await sharedPostgres()).createDatabase()
   const nodes = await startCluster(t, { url, env: { INGRESSD_LOG_LEVEL: 'warn' } })
   const SHARED = 5

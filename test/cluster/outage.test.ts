@@ -7,7 +7,7 @@
  */
 import t from 'tap'
 import { serviceManifests } from '../helpers/backends.js'
-import { applyOn, call, converged, hostStatus, ING, ingress, ingressVersions, mirrorState, noPostgres, pgState, startCluster, until, type ClusterNode, type TimedCall } from '../helpers/cluster.js'
+import { applyOn, call, converged, hostStatus, ING, ingress, ingressVersions, mirrorState, pgState, startCluster, until, type ClusterNode, type TimedCall } from '../helpers/cluster.js'
 import { startSteadyLoad } from '../helpers/load.js'
 import { startOrigin } from '../helpers/origin.js'
 import { sharedPostgres, startPrivatePostgres } from '../helpers/postgres.js'
@@ -35,7 +35,7 @@ function writeStream (nodes: ClusterNode[], origin0: number, service: string): {
 
 const fmt = (ms: number): string => `${ms.toFixed(0)} ms`
 
-t.test('PostgreSQL killed under a stream of writes, then restarted: acknowledged writes survive, nodes serve throughout and catch up', { skip: noPostgres }, async t => {
+t.test('PostgreSQL killed under a stream of writes, then restarted: acknowledged writes survive, nodes serve throughout and catch up', async t => {
   const pgp = await startPrivatePostgres(t)
   const url = await pgp.createDatabase()
   const web = await startOrigin(t, 'web')
@@ -141,7 +141,7 @@ t.test('PostgreSQL killed under a stream of writes, then restarted: acknowledged
   }
 })
 
-t.test('a blackholed link to PostgreSQL: the node keeps serving, and converges without a restart when the link heals', { skip: noPostgres }, async t => {
+t.test('a blackholed link to PostgreSQL: the node keeps serving, and converges without a restart when the link heals', async t => {
   const url = await (await sharedPostgres()).createDatabase()
   const web = await startOrigin(t, 'web')
   const nodes = await startCluster(t, { url })
@@ -188,7 +188,7 @@ t.test('a blackholed link to PostgreSQL: the node keeps serving, and converges w
   t.ok(c.gw.logs.some(l => l.includes('PostgreSQL is unreachable')), 'node-c logged the partition')
 })
 
-t.test('the password of INGRESSD_POSTGRES_URL appears in no log line, no response and not in /metrics, outage included', { skip: noPostgres }, async t => {
+t.test('the password of INGRESSD_POSTGRES_URL appears in no log line, no response and not in /metrics, outage included', async t => {
   // The shared cluster trusts local connections: the password is accepted and ignored, and only its secrecy is tested.
   const SECRET = 's3cr3tpass'
   const plain = new URL(await (await sharedPostgres()).createDatabase())

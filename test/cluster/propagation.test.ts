@@ -6,7 +6,7 @@
  */
 import t from 'tap'
 import { serviceManifests } from '../helpers/backends.js'
-import { applyOn, converged, hostStatus, ING, ingress, noPostgres, pgQuery, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
+import { applyOn, converged, hostStatus, ING, ingress, pgQuery, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
 import { startOrigin } from '../helpers/origin.js'
 import { sharedPostgres } from '../helpers/postgres.js'
 
@@ -20,7 +20,7 @@ async function liveOn (nodes: ClusterNode[], host: string, status: number, since
 
 const fmt = (ms: number[]): string => ms.map(m => `${m.toFixed(0)} ms`).join(', ')
 
-t.test('a write on one node is live on the other two within 1 s', { skip: noPostgres }, async t => {
+t.test('a write on one node is live on the other two within 1 s', async t => {
   const url = await (await sharedPostgres()).createDatabase()
   const web = await startOrigin(t, 'web')
   const nodes = await startCluster(t, { url })
@@ -53,7 +53,7 @@ t.test('a write on one node is live on the other two within 1 s', { skip: noPost
   t.comment(`propagation to the slowest other node: median ${worst[Math.floor(worst.length / 2)]!.toFixed(0)} ms, max ${worst.at(-1)!.toFixed(0)} ms`)
 })
 
-t.test('listeners killed right before a write: the change still arrives within the poll', { skip: noPostgres }, async t => {
+t.test('listeners killed right before a write: the change still arrives within the poll', async t => {
   const url = await (await sharedPostgres()).createDatabase()
   const web = await startOrigin(t, 'web')
   const nodes = await startCluster(t, { url })

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { serviceManifests } from '../helpers/backends.js'
-import { applyOn, call, converged, hostAnswer, ING, ingress, ingressVersions, mirrorState, noPostgres, pgQuery, pgState, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
+import { applyOn, call, converged, hostAnswer, ING, ingress, ingressVersions, mirrorState, pgQuery, pgState, startCluster, until, type ClusterNode } from '../helpers/cluster.js'
 import { startOrigin } from '../helpers/origin.js'
 import { findPostgresBin, sharedPostgres } from '../helpers/postgres.js'
 
@@ -34,7 +34,7 @@ async function view (n: ClusterNode, hosts: string[]): Promise<View> {
   return out
 }
 
-t.test('PostgreSQL restored from an older dump: every node serves exactly the restored configuration, never a mix', { skip: noPostgres }, async t => {
+t.test('PostgreSQL restored from an older dump: every node serves exactly the restored configuration, never a mix', async t => {
   const bin = findPostgresBin()
   const pgs = await sharedPostgres()
   const url = await pgs.createDatabase()
@@ -150,7 +150,7 @@ t.test('PostgreSQL restored from an older dump: every node serves exactly the re
   await until(async () => (await Promise.all(nodes.map(async n => (await hostAnswer(n.gw.http, 'after-restore.example.com')).status))).every(s => s === 200), 3000, 'the new host on every node')
 })
 
-t.test('a node cut off while the store is restored and written past its version: with the documented new store uid, it copies the store whole when it is back', { skip: noPostgres }, async t => {
+t.test('a node cut off while the store is restored and written past its version: and given a new store uid, it copies the store whole when it is back', async t => {
   const bin = findPostgresBin()
   const pgs = await sharedPostgres()
   const url = await pgs.createDatabase()

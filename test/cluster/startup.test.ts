@@ -13,7 +13,7 @@ import pg from 'pg'
 import t from 'tap'
 import { serviceManifests } from '../helpers/backends.js'
 import { startChildGateway, runCli, type ChildGateway } from '../helpers/child-gateway.js'
-import { call, hostStatus, ING, ingress, noPostgres, until } from '../helpers/cluster.js'
+import { call, hostStatus, ING, ingress, until } from '../helpers/cluster.js'
 import { startFaultProxy } from '../helpers/fault-proxy.js'
 import { startTestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
@@ -49,7 +49,7 @@ async function child (t: Teardownable, env: Record<string, string>): Promise<Chi
 
 const fmt = (ms: number): string => `${ms.toFixed(0)} ms`
 
-t.test('a node killed with SIGKILL and restarted while PostgreSQL is down serves its last configuration, ready', { skip: noPostgres }, async t => {
+t.test('a node killed with SIGKILL and restarted while PostgreSQL is down serves its last configuration, ready', async t => {
   const pgs = await sharedPostgres()
   const url = await pgs.createDatabase()
   const proxy = await startFaultProxy(t, { host: pgs.host, port: pgs.port })
@@ -90,7 +90,7 @@ t.test('a node killed with SIGKILL and restarted while PostgreSQL is down serves
   t.ok(again.run.lines.some(l => l.includes('PostgreSQL is unreachable')), 'the restarted node logged the outage')
 })
 
-t.test('a brand-new node started while PostgreSQL is down: not ready until PostgreSQL returns, then ready and serving', { skip: noPostgres }, async t => {
+t.test('a brand-new node started while PostgreSQL is down: not ready until PostgreSQL returns, then ready and serving', async t => {
   const pgs = await sharedPostgres()
   const url = await pgs.createDatabase()
   const web = await startOrigin(t, 'web')
@@ -114,7 +114,7 @@ t.test('a brand-new node started while PostgreSQL is down: not ready until Postg
   t.equal(await hostStatus(fresh.http, 'kept.example.com'), 200, 'and serves the store\'s configuration')
 })
 
-t.test('start-up refusals exit 2 in one line naming INGRESSD_POSTGRES_URL, without the password; an unreachable database with a mirror starts', { skip: noPostgres }, async t => {
+t.test('start-up refusals exit 2 in one line naming INGRESSD_POSTGRES_URL, without the password; an unreachable database with a mirror starts', async t => {
   // A cluster of our own with password authentication for the role `gateway`.
   const pgp = await startPrivatePostgres(t)
   const admin = new pg.Client(pgp.admin)

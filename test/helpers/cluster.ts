@@ -13,21 +13,10 @@ import pg from 'pg'
 import { request } from 'undici'
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js'
 import { startTestGateway, type TestGateway } from './gateway.js'
-import { findPostgresBin } from './postgres.js'
 
 export const ING = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 
 interface Teardownable { teardown: (fn: () => unknown) => void }
-
-/** Why PostgreSQL tests are skipped here (`skip: noPostgres`), or false when they can run. */
-export const noPostgres: string | false = (() => {
-  try {
-    findPostgresBin()
-    return false
-  } catch (err) {
-    return (err as Error).message
-  }
-})()
 
 /**
  * Polls `fn` every `everyMs` until it returns something other than false/undefined/null, and
