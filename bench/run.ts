@@ -970,6 +970,27 @@ async function benchCluster (originPort: number): Promise<void> {
     out.apply = { objects: bundle.length, clusterMs, clusterServedEverywhereMs: everywhere, embeddedMs }
     printTable('Cluster mode: one POST /apply of 1,000 ingresses with their 1,000 services (returns once the node written to serves it)',
       ['gateway', 'objects', 'total ms', 'objects/s', 'until B and C serve it, ms'], applyRows)
+
+    // (c) The data plane never asks PostgreSQL: the plain proxy load on a cluster node and on an
+    // embedded gateway, each alone on core 1, interleaved; the ratio is the median of each round's.
+    const url = await pgc.createDatabase()
+    const clusterNode = await startIngressd({ INGRESSD_POSTGRES_URL: url, INGRESSD_NODE_NAME: 'proxy-node' })
+    const plain = await startIngressd()
+    for (const gw of [clusterNode, plain]) await adminCall(gw.admin, 'POST', '/apply', manifests(10, originPort))
+    const proxyRuns: Record<'cluster' | 'embedded', LoadResult[]> = { cluster: [], embedded: [] }
+    for (let r = 0; r < ROUNDS; r++) {
+      proxyRuns.embedded.push(await load(`${plain.http}/`, 'app-0.example.com', [plain.child.pid as number]))
+      proxyRuns.cluster.push(await load(`${clusterNode.http}/`, 'app-0.example.com', [clusterNode.child.pid as number]))
+    }
+    await stopAll([clusterNode, plain])
+    const ratio = (pick: (x: LoadResult) => number): number => median(proxyRuns.cluster.map((x, i) => pick(x) / pick(proxyRuns.embedded[i] as LoadResult)))
+    const proxyRows = (['embedded', 'cluster'] as const).map(k => {
+      const v = proxyRuns[k]
+      return [k === 'cluster' ? 'cluster node (PostgreSQL mode)' : 'embedded (SQLite)', fmt(median(v.map(x => x.rps))), k === 'cluster' ? fmt(ratio(x => x.rps), 3) : '1.000', fmt(median(v.map(x => x.p99)), 2), fmt(median(v.map(x => x.cpuUsPerReq)), 1), k === 'cluster' ? fmt(ratio(x => x.cpuUsPerReq), 3) : '1.000', v.reduce((a, x) => a + x.errors, 0)]
+    })
+    out.proxy = { rounds: ROUNDS, rpsVsEmbedded: ratio(x => x.rps), cpuVsEmbedded: ratio(x => x.cpuUsPerReq) }
+    printTable(`Cluster mode: plain HTTP proxying on a cluster node beside an embedded gateway (10 ingresses, ${CONNECTIONS} keep-alive connections, ${ROUNDS} interleaved rounds of ${DURATION} s; "vs embedded" is the median of each round's ratio)`,
+      ['gateway', 'req/s', 'req/s vs embedded', 'p99 ms', 'CPU µs/req', 'CPU vs embedded', 'errors'], proxyRows)
     results.cluster = out
   } finally {
     for (const fn of teardowns.reverse()) await fn()
