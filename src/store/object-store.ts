@@ -35,7 +35,8 @@ export interface AuditEntry {
 /** What a write did, in `kubectl apply`'s words. */
 export type WriteOutcome = 'created' | 'configured' | 'unchanged'
 
-interface ObjectRowRaw {
+/** One `objects` row as SQLite keeps it, the write-only column included (replication moves it between stores; no read path selects it). */
+export interface ObjectRow {
   kind: string
   namespace: string
   name: string
@@ -46,8 +47,11 @@ interface ObjectRowRaw {
   labels: string | null
   annotations: string | null
   content: string
-  key_bytes: number | null
+  private_key: string | null
 }
+
+/** What read paths select: the row with the size of the write-only column instead of its value. */
+type ObjectRowRaw = Omit<ObjectRow, 'private_key'> & { key_bytes: number | null }
 
 const COLUMNS = 'kind, namespace, name, uid, resource_version, generation, created_at, labels, annotations, content, length(private_key) AS key_bytes'
 

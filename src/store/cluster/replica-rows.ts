@@ -6,21 +6,9 @@
  */
 import type Database from 'better-sqlite3'
 import { IngressdError } from '../../errors.js'
+import type { ObjectRow } from '../object-store.js'
 
-/** One `objects` row, columns as SQLite keeps them. */
-export interface ObjectRow {
-  kind: string
-  namespace: string
-  name: string
-  uid: string
-  resource_version: number
-  generation: number
-  created_at: string
-  labels: string | null
-  annotations: string | null
-  content: string
-  private_key: string | null
-}
+export type { ObjectRow }
 
 export interface DeletionRow { resource_version: number, kind: string, namespace: string, name: string }
 
