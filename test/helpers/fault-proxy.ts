@@ -103,7 +103,8 @@ class Link {
   private readonly toServer: Flow
   private toClient: Flow | undefined
 
-  constructor (readonly client: Socket, private readonly target: { host: string, port: number }, private readonly state: ProxyState, private readonly onClose: (l: Link) => void) {
+  constructor (readonly client: Socket, private readonly target: { host: string, port: number }, private readonly state: ProxyState, private readonly onClose: (l: Link) => void, private readonly track: (s: Socket) => void) {
+    track(client)
     client.setNoDelay(true)
     client.on('error', () => {})
     client.on('close', hadError => {
@@ -119,6 +120,7 @@ class Link {
   open (): void {
     if (this.upstream !== undefined || this.client.destroyed) return
     const upstream = connect(this.target.port, this.target.host)
+    this.track(upstream)
     upstream.setNoDelay(true)
     this.upstream = upstream
     upstream.on('error', () => {})
@@ -151,6 +153,13 @@ class Link {
 export async function startFaultProxy (t: Teardownable, target: { host: string, port: number }): Promise<FaultProxy> {
   let current: FaultMode = 'pass'
   const links = new Set<Link>()
+  // Every socket either side, until it closes: a link its client closed during a blackhole still
+  // holds its PostgreSQL side, which would keep the test process alive after its teardown.
+  const sockets = new Set<Socket>()
+  const track = (socket: Socket): void => {
+    sockets.add(socket)
+    socket.once('close', () => sockets.delete(socket))
+  }
   const state: ProxyState = {
     delay: () => typeof current === 'object' ? Math.max(0, current.delay) : 0,
     forwarding: () => current === 'pass' || typeof current === 'object'
@@ -161,7 +170,7 @@ export async function startFaultProxy (t: Teardownable, target: { host: string, 
       client.resetAndDestroy()
       return
     }
-    links.add(new Link(client, target, state, l => links.delete(l)))
+    links.add(new Link(client, target, state, l => links.delete(l), track))
   })
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject)
@@ -176,6 +185,8 @@ export async function startFaultProxy (t: Teardownable, target: { host: string, 
     closing ??= new Promise<void>(resolve => {
       for (const link of links) link.reset()
       links.clear()
+      for (const socket of sockets) socket.resetAndDestroy()
+      sockets.clear()
       server.close(() => resolve())
     })
     await closing

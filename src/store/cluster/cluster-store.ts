@@ -277,6 +277,8 @@ export class ClusterStore {
       if (this.#listener !== client) return
       this.#listener = undefined
       client.end().catch(() => {})
+      // A polite end() on a half-open link waits forever for the server's close: cut the socket too.
+      destroyConnection(client)
     }
     client.on('error', drop)
     client.on('end', drop)
@@ -321,6 +323,7 @@ export class ClusterStore {
         if (this.#listener === listener) {
           this.#listener = undefined
           listener.end().catch(() => {})
+          destroyConnection(listener)
         }
       }
     }

@@ -130,6 +130,9 @@ export class PostgresStore {
     // going away under a write crashed the node with an uncaught 'Connection terminated
     // unexpectedly'. The failure still reaches the caller through the query's rejection.
     this.pool.on('connect', client => { client.on('error', () => {}) })
+    // pg-pool removes a client (idle too long, or released broken) with end(), which on a
+    // half-open link waits forever for the server's close and keeps the socket: cut it.
+    this.pool.on('remove', client => { destroyConnection(client) })
   }
 
   /** Applies the PostgreSQL migrations above the database's version, under an advisory lock; returns the names applied. */
