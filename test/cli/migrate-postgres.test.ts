@@ -12,14 +12,7 @@ import { join } from 'node:path'
 import pg from 'pg'
 import t from 'tap'
 import { runCli } from '../helpers/child-gateway.js'
-import { findPostgresBin, sharedPostgres, startPrivatePostgres } from '../helpers/postgres.js'
-
-let noPostgres: string | false = false
-try {
-  findPostgresBin()
-} catch (err) {
-  noPostgres = (err as Error).message
-}
+import { sharedPostgres, startPrivatePostgres } from '../helpers/postgres.js'
 
 interface Migrated { code: number | null, stdout: string[], stderr: string }
 
@@ -47,7 +40,7 @@ async function closedPort (): Promise<number> {
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 
-t.test('migrate runs the SQLite and then the PostgreSQL migrations, and says "up to date" the second time', { skip: noPostgres }, async t => {
+t.test('migrate runs the SQLite and then the PostgreSQL migrations, and says "up to date" the second time', async t => {
   const pgs = await sharedPostgres()
   const url = await pgs.createDatabase()
   const first = await migrate(t, { INGRESSD_POSTGRES_URL: url })
@@ -75,7 +68,7 @@ t.test('migrate runs the SQLite and then the PostgreSQL migrations, and says "up
   t.equal(without.stdout.length, 1, 'without INGRESSD_POSTGRES_URL only the SQLite store is migrated')
 })
 
-t.test('a missing database or an unreachable server: exit 2, one line naming INGRESSD_POSTGRES_URL', { skip: noPostgres }, async t => {
+t.test('a missing database or an unreachable server: exit 2, one line naming INGRESSD_POSTGRES_URL', async t => {
   const pgs = await sharedPostgres()
   const missing = await migrate(t, { INGRESSD_POSTGRES_URL: `postgres://ingressd@127.0.0.1:${pgs.port}/ingressd_no_such_database` })
   t.equal(missing.code, 2)
@@ -89,7 +82,7 @@ t.test('a missing database or an unreachable server: exit 2, one line naming ING
   t.notMatch(away.stderr + away.stdout.join('\n'), 'not-shown-either')
 })
 
-t.test('a wrong password: exit 2, one line naming INGRESSD_POSTGRES_URL, never the password', { skip: noPostgres }, async t => {
+t.test('a wrong password: exit 2, one line naming INGRESSD_POSTGRES_URL, never the password', async t => {
   // The shared cluster trusts every local connection: a password is checked only where pg_hba.conf asks for one.
   const pgp = await startPrivatePostgres(t)
   const admin = new pg.Client(pgp.admin)

@@ -2,10 +2,6 @@
  * Client certificates end to end: a real gateway, the CA in an Opaque Secret as
  * `kubectl create secret generic ca-secret --from-file=ca.crt` makes it, real origins behind,
  * certificates generated at test time, HTTP/1.1 and HTTP/2 clients presenting them.
- *
- * The subtests marked WIRING need the proxy to run clientCertificateStep (policies/client-cert.ts)
- * and to drop the ssl-client-* headers of every client request (forwarded.ts); they are the
- * acceptance test of that wiring and are todo until it lands. The others hold now.
  */
 import { spawn, spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
@@ -15,9 +11,6 @@ import { generateSelfSigned } from '../../src/resources/tls-material.js'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
 import { backend, caSecret, issueCertificate, mtlsGet, mtlsH2Get, tlsSecret } from '../helpers/tls.js'
-
-/** Set to false once the proxy runs the step and strips the headers centrally. */
-const WIRING: string | false = false
 
 const INGRESSES = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 const PREFIX = 'nginx.ingress.kubernetes.io/'
@@ -95,7 +88,7 @@ t.test('a session from before a host asked for certificates is not resumed once 
   t.notOk(after.reused, 'new ticket keys: a full handshake, which asks for the certificate')
 })
 
-t.test('requests: verdicts, the headers the origin gets, over HTTP/1.1 and HTTP/2', { todo: WIRING }, async t => {
+t.test('requests: verdicts, the headers the origin gets, over HTTP/1.1 and HTTP/2', async t => {
   const gw = await startTestGateway(t)
   const origin = await startOrigin(t, 'web')
   await apply(gw, [
@@ -141,14 +134,14 @@ t.test('requests: verdicts, the headers the origin gets, over HTTP/1.1 and HTTP/
   t.match(lost.text, /INGRESSD_ERR_ACCESS_DENIED_CONFIG/)
 })
 
-t.test('plain HTTP to a host that needs a certificate and is not redirected: 400', { todo: WIRING }, async t => {
+t.test('plain HTTP to a host that needs a certificate and is not redirected: 400', async t => {
   const gw = await gateway(t, [ingress('secure', 'secure.example.com', { 'auth-tls-secret': 'client-ca', 'ssl-redirect': 'false' })])
   const res = await request(`${gw.http}/`, { headers: { host: 'secure.example.com' } })
   t.equal(res.statusCode, 400)
   t.match(await res.body.text(), /INGRESSD_ERR_CLIENT_CERTIFICATE/)
 })
 
-t.test('a session resumed across hosts is refused; one resumed on its own host goes through', { todo: WIRING }, async t => {
+t.test('a session resumed across hosts is refused; one resumed on its own host goes through', async t => {
   const gw = await gateway(t, [ingress('secure', 'secure.example.com', { 'auth-tls-secret': 'client-ca' }), ingress('open', 'open.example.com')])
   const open = await mtlsGet(gw.httpsPort, { servername: 'open.example.com', host: 'open.example.com' })
   const sneaked = await mtlsGet(gw.httpsPort, { servername: 'secure.example.com', host: 'secure.example.com', tls: { session: open.session } })
