@@ -3,14 +3,14 @@
  * `kubectl create secret generic ca-secret --from-file=ca.crt` makes it, real origins behind,
  * certificates generated at test time, HTTP/1.1 and HTTP/2 clients presenting them.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import t from 'tap'
 import { request } from 'undici'
 import { generateSelfSigned } from '../../src/resources/tls-material.js'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
 import { startOrigin } from '../helpers/origin.js'
-import { backend, caSecret, issueCertificate, mtlsGet, mtlsH2Get, tlsSecret } from '../helpers/tls.js'
+import { backend, caSecret, issueCertificate, mtlsGet, mtlsH2Get, sClient, tlsSecret } from '../helpers/tls.js'
 
 const INGRESSES = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 const PREFIX = 'nginx.ingress.kubernetes.io/'
@@ -46,18 +46,6 @@ async function gateway (t: Parameters<typeof startTestGateway>[0], ingresses: Ar
 }
 
 const OPENSSL = spawnSync('openssl', ['version']).status === 0
-
-async function sClient (port: number, servername: string): Promise<string> {
-  return await new Promise((resolve, reject) => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-msg'], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
-    child.on('error', reject)
-    child.on('close', () => resolve(out))
-    child.stdin.end()
-  })
-}
 
 t.test('the gateway asks for a certificate only on the host with auth-tls, naming the CA of its Secret', { skip: OPENSSL ? false : 'openssl is not installed' }, async t => {
   const gw = await gateway(t, [ingress('secure', 'secure.example.com', { 'auth-tls-secret': 'client-ca' }), ingress('open', 'open.example.com')])

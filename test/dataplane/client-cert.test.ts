@@ -7,7 +7,7 @@
  * against those alone; the verdict is readable afterwards; resumed sessions do not skip the
  * check; HTTP/1.1 and HTTP/2 alike.
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { createSecureServer, type Http2SecureServer } from 'node:http2'
 import type { AddressInfo } from 'node:net'
@@ -26,7 +26,7 @@ import {
   peerCertificates, rfc2253, settleClientCertificate, tlsWrapOf, type ClientCertSpec
 } from '../../src/dataplane/policies/client-cert.js'
 import type { PolicyContext } from '../../src/dataplane/policies/policy.js'
-import { issueCertificate, mtlsGet, mtlsH2Get, type IssuedCertificate } from '../helpers/tls.js'
+import { issueCertificate, sClient, mtlsGet, mtlsH2Get, type IssuedCertificate } from '../helpers/tls.js'
 
 const PREFIX = 'nginx.ingress.kubernetes.io/'
 
@@ -297,19 +297,6 @@ async function handshakeWith (l: Listener, servername: string, pem?: { cert: str
 }
 
 const OPENSSL = spawnSync('openssl', ['version']).status === 0
-
-/** `openssl s_client -msg` against the listener: the handshake messages, and the CA names of a CertificateRequest. */
-async function sClient (port: number, servername: string): Promise<string> {
-  return await new Promise((resolve, reject) => {
-    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-msg'], { stdio: ['pipe', 'pipe', 'pipe'] })
-    let out = ''
-    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
-    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
-    child.on('error', reject)
-    child.on('close', () => resolve(out))
-    child.stdin.end()
-  })
-}
 
 t.test('a certificate is asked for only on the hosts that want one, naming their CAs', async t => {
   const l = await listener(t)

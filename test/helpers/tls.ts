@@ -3,6 +3,7 @@
  * certificate the gateway presented, and HTTPS requests (HTTP/1.1 through node:https) that report
  * the certificate and the socket they went over.
  */
+import { spawn } from 'node:child_process'
 import { request as httpsRequest, type Agent } from 'node:https'
 import { connect, type ConnectionOptions, type PeerCertificate, type TLSSocket } from 'node:tls'
 import type { Origin } from './origin.js'
@@ -204,4 +205,17 @@ export async function mtlsH2Get (port: number, opts: { servername: string, host:
   } finally {
     client.close()
   }
+}
+
+/** `openssl s_client -msg` against a TLS listener: the handshake messages as text, and the CA names of a CertificateRequest. */
+export async function sClient (port: number, servername: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', servername, '-msg'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    child.stderr.on('data', (c: Buffer) => { out += c.toString() })
+    child.on('error', reject)
+    child.on('close', () => resolve(out))
+    child.stdin.end()
+  })
 }
