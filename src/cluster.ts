@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 import { AggregatorRegistry } from 'prom-client'
 import type { Config } from './config/config.js'
+import { resolveAdminTls, type AdminTls } from './admin/admin-tls.js'
 import { buildConfiguredAdmin, closeAdmin } from './admin/app.js'
 import { logServing } from './logger.js'
 import { ChangeFeed } from './store/change-feed.js'
@@ -23,6 +24,7 @@ import { ObjectStore } from './store/object-store.js'
 import { GatewayState } from './store/gateway-state.js'
 import { ensureDefaultCertificate } from './dataplane/default-certificate.js'
 import { serveLimiter } from './dataplane/limiter-cluster.js'
+import { listen } from './dataplane/start.js'
 import { mirrorSynced, startClusterStore, type ClusterStore } from './store/cluster/cluster-store.js'
 import { clusterOptions } from './main.js'
 import { isMessage, SLOT_ENV, type FromWorker, type Running, type ToWorker } from './cluster-protocol.js'
@@ -45,7 +47,10 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
   const log = logger.child({ component: 'cluster' })
   let adminPort = config.adminAddr.port
   let clusterStore: ClusterStore | undefined
+  let adminTls: AdminTls | undefined
   try {
+    // Before any worker is forked: a certificate file that cannot serve stops start-up here.
+    adminTls = await resolveAdminTls(config, new GatewayState(db), logger)
     // Cluster mode: the mirror is brought up to PostgreSQL before any worker reads it.
     if (config.postgresUrl !== undefined) clusterStore = await startClusterStore(clusterOptions(config, store, logger, feed, () => adminPort))
     // Generated once here, so the workers all find the same one instead of racing to create it.
@@ -139,6 +144,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
       // The same report the heartbeat upserts: GET /apis/ingressd.io/v1/nodes shows this node as the others see it.
       node: clusterStore?.opts.node ?? clusterOptions(config, store, logger, feed, () => adminPort).node,
       ...(clusterStore === undefined ? {} : { writer: clusterStore, storeHealth: () => (clusterStore as ClusterStore).health, cluster: clusterStore }),
+      tls: adminTls,
       readiness: {
         // A node that never copied a store has nothing to serve: not ready until it has.
         ready: () => everyWorkerReady() && (clusterStore === undefined || mirrorSynced(clusterStore)),
@@ -147,8 +153,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     })
     let adminAddress: AddressInfo
     try {
-      await admin.listen({ host: config.adminAddr.host, port: config.adminAddr.port })
-      adminAddress = admin.server.address() as AddressInfo
+      adminAddress = await listen(admin, config.adminAddr)
       adminPort = adminAddress.port
     } catch (err) {
       await admin.close()
@@ -157,7 +162,7 @@ export async function startPrimary (config: Readonly<Config>, logger: Logger): P
     const http = addresses?.http as AddressInfo
     const https = addresses?.https as AddressInfo
     const pids = [...slots.values()].sort((a, b) => a.index - b.index).map(s => s.pid)
-    logServing(logger, config, store, { admin: adminAddress, http, https }, pids)
+    logServing(logger, config, store, { admin: adminAddress, http, https }, { workers: pids, adminCaFingerprint: adminTls?.caFingerprint })
     return {
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let every worker finish what it serves, then the store.

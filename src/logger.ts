@@ -73,20 +73,30 @@ export class BatchedDestination {
   }
 }
 
-/** The one start-up line that names every address served (tests and tools read it). */
-export function logServing (logger: Logger, config: Readonly<Config>, store: ObjectStore, addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }, workers?: number[]): void {
+/**
+ * The one start-up line that names every address served (tests and tools read it). With admin
+ * TLS it says https:// and shows the CA's fingerprint, which `ingressd kubeconfig` prints too, so
+ * a user can check the CA they fetched is this gateway's.
+ */
+export function logServing (logger: Logger, config: Readonly<Config>, store: ObjectStore, addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }, extra: { workers?: number[], adminCaFingerprint?: string } = {}): void {
+  const { workers, adminCaFingerprint } = extra
   const admin = formatAddress(addresses.admin)
   const http = formatAddress(addresses.http)
   const https = formatAddress(addresses.https)
+  const tls = config.adminTls === 'auto' || config.adminTls === 'file'
+  const adminUrl = `${tls ? 'https' : 'http'}://${addresses.admin.family === 'IPv6' ? `[${addresses.admin.address}]` : addresses.admin.address}:${addresses.admin.port}`
   logger.info({
     admin,
+    adminUrl,
+    ...(tls ? { adminTls: config.adminTls } : {}),
+    ...(adminCaFingerprint === undefined ? {} : { adminCa: adminCaFingerprint }),
     http,
     https,
     ...(workers === undefined ? {} : { workers }),
     db: config.db,
     auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token',
     resourceVersion: store.resourceVersion()
-  }, `ingressd serving: admin http://${admin}, http ${http}, https ${https}${workers === undefined ? '' : `, ${workers.length} data-plane workers`}`)
+  }, `ingressd serving: admin ${adminUrl}${adminCaFingerprint === undefined ? '' : ` (CA SHA-256 ${adminCaFingerprint})`}, http ${http}, https ${https}${workers === undefined ? '' : `, ${workers.length} data-plane workers`}`)
 }
 
 /** `host:port` of a bound address, as the start-up line prints it. */

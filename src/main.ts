@@ -7,12 +7,14 @@ import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { Config } from './config/config.js'
+import { resolveAdminTls, type AdminTls } from './admin/admin-tls.js'
 import { buildConfiguredAdmin, closeAdmin } from './admin/app.js'
 import type { Reloader } from './dataplane/reloader.js'
 import { defaultPublishAddress, listen, startDataPlane, type DataPlane } from './dataplane/start.js'
 import { createLogger, logServing } from './logger.js'
 import { ChangeFeed } from './store/change-feed.js'
 import { openDatabase } from './store/database.js'
+import { GatewayState } from './store/gateway-state.js'
 import { ObjectStore } from './store/object-store.js'
 import { defaultNodeName, mirrorSynced, startClusterStore, type ClusterStore } from './store/cluster/cluster-store.js'
 import { VERSION } from './version.js'
@@ -24,6 +26,8 @@ export interface Gateway {
   addresses: { admin: AddressInfo, http: AddressInfo, https: AddressInfo }
   store: ObjectStore
   reloader: Reloader
+  /** The admin API's CA certificate (PEM), as GET /ca.crt serves it; undefined without admin TLS or a known CA. */
+  adminCaPem: string | undefined
   /** Graceful stop: in-flight requests get up to `graceMs` (INGRESSD_SHUTDOWN_GRACE) to finish. */
   close: (graceMs?: number) => Promise<void>
 }
@@ -36,7 +40,10 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
   let adminPort = config.adminAddr.port
   let cluster: ClusterStore | undefined
   let plane: DataPlane
+  let adminTls: AdminTls | undefined
   try {
+    // Before any listener opens: a certificate file that cannot serve stops start-up here.
+    adminTls = await resolveAdminTls(config, new GatewayState(db), logger)
     // Cluster mode: the mirror is brought up to PostgreSQL before the first compile (or served as it is, if PostgreSQL is away).
     if (config.postgresUrl !== undefined) cluster = await startClusterStore(clusterOptions(config, store, logger, feed, () => adminPort))
     plane = await startDataPlane(config, logger, { db, store, feed })
@@ -60,16 +67,18 @@ export async function startGateway (config: Readonly<Config>, logger: Logger = c
       readiness: { ready: () => reloader.ready && (clusterStore === undefined || mirrorSynced(clusterStore)), detail: () => ({ generation: reloader.generation }) },
       // The same report the heartbeat upserts: GET /apis/ingressd.io/v1/nodes shows this node as the others see it.
       node: clusterStore?.opts.node ?? clusterOptions(config, store, logger, feed, () => adminPort).node,
-      ...(clusterStore === undefined ? {} : { writer: clusterStore, storeHealth: () => clusterStore.health, cluster: clusterStore })
+      ...(clusterStore === undefined ? {} : { writer: clusterStore, storeHealth: () => clusterStore.health, cluster: clusterStore }),
+      tls: adminTls
     })
     const adminAddress = await listen(admin, config.adminAddr)
     adminPort = adminAddress.port
-    logServing(logger, config, store, { admin: adminAddress, http: httpAddress, https: httpsAddress })
+    logServing(logger, config, store, { admin: adminAddress, http: httpAddress, https: httpsAddress }, { adminCaFingerprint: adminTls?.caFingerprint })
     const adminApp = admin
     return {
       addresses: { admin: adminAddress, http: httpAddress, https: httpsAddress },
       store,
       reloader,
+      adminCaPem: adminTls?.caPem,
       async close (graceMs = config.shutdownGraceMs) {
         // Stop taking admin writes, let the data planes finish what they serve, then the store.
         await closeAdmin(adminApp, graceMs)

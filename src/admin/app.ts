@@ -12,6 +12,7 @@ import type { TSchema } from 'typebox'
 import { IngressdError, toStatus } from '../errors.js'
 import type { ChangeFeed } from '../store/change-feed.js'
 import type { ObjectStore } from '../store/object-store.js'
+import { registerAdminCaRoute, type AdminTls } from './admin-tls.js'
 import { registerApplyRoute } from './apply.js'
 import { registerBodyParsers } from './content.js'
 import { registerHealthRoutes, type Readiness } from './health.js'
@@ -43,10 +44,14 @@ export interface AdminOptions {
   node?: LocalNode
   /** Cluster mode: the other nodes (PostgreSQL's `nodes` table) and the replication gauges. */
   cluster?: ClusterSource
+  /** Serve HTTPS with this certificate chain and key (INGRESSD_ADMIN_TLS; admin-tls.ts); absent: plain HTTP. */
+  https?: AdminTls['serverOptions']
+  /** The CA's PEM certificate served at GET /ca.crt; absent: 404. */
+  adminCaPem?: string
 }
 
-/** Paths anyone may read: health for probes, and the API's own documentation (it holds no data). */
-const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json)$|^\/docs(\/|$)/
+/** Paths anyone may read: health for probes, the API's own documentation (it holds no data), and the admin CA's certificate. */
+const PUBLIC_PATHS = /^\/(healthz|readyz|openapi\.json|ca\.crt)$|^\/docs(\/|$)/
 
 function digest (value: string): Buffer {
   return createHash('sha256').update(value).digest()
@@ -120,8 +125,10 @@ export async function closeAdmin (app: FastifyInstance, graceMs: number): Promis
 }
 
 /** The admin app as the configuration asks for it (token, allowed hosts, body limit); one place for both process models. */
-export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness' | 'writer' | 'storeHealth' | 'node' | 'cluster'> & { logger: Logger }): Promise<FastifyInstance> {
+export async function buildConfiguredAdmin (config: Readonly<Config>, deps: Pick<AdminOptions, 'store' | 'feed' | 'metrics' | 'readiness' | 'writer' | 'storeHealth' | 'node' | 'cluster'> & { logger: Logger, tls?: AdminTls }): Promise<FastifyInstance> {
   return await buildAdminApp({
+    ...(deps.tls === undefined ? {} : { https: deps.tls.serverOptions }),
+    ...(deps.tls?.caPem === undefined ? {} : { adminCaPem: deps.tls.caPem }),
     ...(deps.writer === undefined ? {} : { writer: deps.writer }),
     ...(deps.storeHealth === undefined ? {} : { storeHealth: deps.storeHealth }),
     ...(deps.node === undefined ? {} : { node: deps.node }),
@@ -142,6 +149,8 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   const app = Fastify({
     ...(opts.logger === false ? { logger: false } : { loggerInstance: opts.logger }),
     bodyLimit: opts.bodyLimit,
+    // INGRESSD_ADMIN_TLS: null is plain HTTP.
+    https: opts.https ?? null,
     // Kubernetes clients and curl users both rely on 404/405 by exact path, not trailing-slash guesses.
     // Names are DNS subdomains of up to 253 characters; the router's default stops at 100.
     routerOptions: { ignoreTrailingSlash: false, maxParamLength: 253 },
@@ -220,6 +229,7 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
         { name: 'Apply', description: 'Many objects in one transaction' },
         { name: 'Health', description: 'Liveness, readiness and metrics' },
         { name: 'Audit', description: 'Who changed what, when' },
+        { name: 'Admin TLS', description: 'The CA that clients such as kubectl verify the admin API\'s certificate with' },
         { name: 'Cluster', description: 'The gateway nodes sharing a store: what each serves, whether it is alive' }
       ]
     }
@@ -231,6 +241,7 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
   app.addHook('onClose', async () => nodes.close())
   const sync = createWriteSync(opts.store, opts.feed, opts.syncTimeoutMs ?? 5000, nodes)
   registerHealthRoutes(app, opts.readiness)
+  registerAdminCaRoute(app, opts.adminCaPem)
   app.get('/audit', {
     schema: {
       tags: ['Audit'],

@@ -1,8 +1,11 @@
 /**
  * The admin API client the verbs share: one undici Agent per command, the bearer token on every
  * request, Kubernetes Status replies turned into a typed {@link ApiError}, and a refused or failed
- * connection into a {@link ConnectionError}.
+ * connection into a {@link ConnectionError}. Over https:// (INGRESSD_ADMIN_TLS) it verifies the
+ * admin API with the CA given by --certificate-authority or INGRESSD_ADMIN_CA (else the system's
+ * CAs), or not at all with --insecure-skip-tls-verify or INGRESSD_ADMIN_INSECURE=1.
  */
+import { readFileSync } from 'node:fs'
 import { Agent, request } from 'undici'
 
 /** The admin API address when neither --server nor INGRESSD_SERVER says otherwise. */
@@ -71,6 +74,48 @@ export interface ApiReply<T> {
 export interface ClientOptions {
   server: string
   token?: string
+  /** PEM CA certificate(s) the admin API's certificate must chain to, instead of the system's. */
+  ca?: string
+  /** Skip verifying the admin API's certificate (--insecure-skip-tls-verify). */
+  insecure?: boolean
+}
+
+/** The client flags every command shares, as parsed. */
+export interface ClientFlags {
+  server?: string
+  token?: string
+  'certificate-authority'?: string
+  'insecure-skip-tls-verify'?: boolean
+}
+
+/**
+ * Where to connect and how, from the flags, then the environment (INGRESSD_SERVER,
+ * INGRESSD_ADMIN_TOKEN, INGRESSD_ADMIN_CA, INGRESSD_ADMIN_INSECURE), then the defaults. Answers
+ * `{ usage }` for a value the user must correct.
+ */
+export function clientOptions (flags: ClientFlags, env: Record<string, string | undefined>): ClientOptions | { usage: string } {
+  const set = (value: string | undefined): string | undefined => value === undefined || value === '' ? undefined : value
+  const serverValue = flags.server ?? set(env.INGRESSD_SERVER) ?? DEFAULT_SERVER
+  const server = normaliseServer(serverValue)
+  if (server === undefined) return { usage: `--server must be an http:// or https:// URL, not "${serverValue}"` }
+  const opts: ClientOptions = { server }
+  const token = flags.token ?? env.INGRESSD_ADMIN_TOKEN
+  if (token !== undefined) opts.token = token
+  if (flags['insecure-skip-tls-verify'] === true || /^(1|true|yes)$/i.test(env.INGRESSD_ADMIN_INSECURE ?? '')) opts.insecure = true
+  const caFile = set(flags['certificate-authority']) ?? set(env.INGRESSD_ADMIN_CA)
+  if (caFile !== undefined) {
+    const name = flags['certificate-authority'] !== undefined ? '--certificate-authority' : 'INGRESSD_ADMIN_CA'
+    if (opts.insecure === true) return { usage: `${name} and --insecure-skip-tls-verify (INGRESSD_ADMIN_INSECURE) contradict each other: verify with the CA, or not at all` }
+    let pem: string
+    try {
+      pem = readFileSync(caFile, 'utf8')
+    } catch (err) {
+      return { usage: `${name}=${caFile} cannot be read (${(err as { code?: string }).code ?? (err as Error).message})` }
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) return { usage: `${name}=${caFile} holds no PEM certificate (-----BEGIN CERTIFICATE-----); fetch the admin API's CA with "ingressd kubeconfig" or from https://HOST:PORT/ca.crt` }
+    opts.ca = pem
+  }
+  return opts
 }
 
 /** `299 - "text"` (possibly several, comma-separated) -> the texts. */
@@ -102,6 +147,30 @@ const CONNECT_HINTS: Record<string, string> = {
   UND_ERR_CONNECT_TIMEOUT: 'the connection timed out',
   UND_ERR_HEADERS_TIMEOUT: 'no answer in time',
   UND_ERR_SOCKET: 'the connection failed'
+}
+
+/** TLS verification failures: the admin API's certificate is not one this client trusts. */
+const UNTRUSTED_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID'
+])
+
+/** The hint for a failed connection: what the code means, and what to do when it is about TLS. */
+function connectHint (server: string, code: string | undefined, err: Error): string {
+  if (code !== undefined && UNTRUSTED_CODES.has(code)) {
+    return `its certificate is not trusted: ${code}; pass --certificate-authority FILE or set INGRESSD_ADMIN_CA to the admin API's CA (GET ${server}/ca.crt, whose fingerprint the gateway logs at start-up), or --insecure-skip-tls-verify`
+  }
+  const hint = code === undefined ? err.message : CONNECT_HINTS[code] ?? `${code}: ${err.message}`
+  // A TLS listener hangs up on a plain HTTP request without a word.
+  if (server.startsWith('http://') && (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET')) return `${hint}; if the admin API serves HTTPS (INGRESSD_ADMIN_TLS), use --server https://${server.slice(7)}`
+  return hint
 }
 
 /** The error code of a failed connection, looking through AggregateErrors (IPv4 and IPv6 attempts) and causes. */
@@ -141,12 +210,13 @@ export class AdminClient {
   readonly server: string
   readonly hasToken: boolean
   readonly #token: string | undefined
-  readonly #agent = new Agent({ connect: { timeout: 10_000 } })
+  readonly #agent: Agent
 
   constructor (opts: ClientOptions) {
     this.server = opts.server
     this.#token = opts.token === '' ? undefined : opts.token
     this.hasToken = this.#token !== undefined
+    this.#agent = new Agent({ connect: { timeout: 10_000, ...(opts.ca === undefined ? {} : { ca: opts.ca }), ...(opts.insecure === true ? { rejectUnauthorized: false } : {}) } })
   }
 
   /**
@@ -167,8 +237,7 @@ export class AdminClient {
       res = await request(`${this.server}${path}`, { method, headers, body: payload, dispatcher: this.#agent })
       text = await res.body.text()
     } catch (err) {
-      const code = connectCode(err)
-      const hint = code === undefined ? (err as Error).message : CONNECT_HINTS[code] ?? `${code}: ${(err as Error).message}`
+      const hint = connectHint(this.server, connectCode(err), err as Error)
       throw new ConnectionError(this.server, `cannot reach the admin API at ${this.server} (${hint})`, err)
     }
     let parsed: unknown

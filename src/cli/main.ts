@@ -1,12 +1,14 @@
 /**
- * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi, and the
- * kubectl-style client verbs (apply, get, describe, delete, create, expose; see verbs.ts).
+ * The `ingressd` command line: serve (what `npm start` runs), migrate, openapi, kubeconfig (for
+ * the real kubectl; see kubeconfig.ts), and the kubectl-style client verbs (apply, get, describe,
+ * delete, create, expose; see verbs.ts).
  */
 import cluster from 'node:cluster'
 import { writeFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { loadConfig, SETTINGS } from '../config/config.js'
 import { IngressdError } from '../errors.js'
+import { runKubeconfig } from './kubeconfig.js'
 import { CLIENT_USAGE, findClientCommand, processIo, runClient, type CliIo } from './verbs.js'
 
 const USAGE = `Usage: ingressd <command> [flags]
@@ -15,6 +17,7 @@ Commands:
   serve      run the gateway (admin API, HTTP and HTTPS data planes)
   migrate    apply pending schema migrations to the store and exit
   openapi    write the admin API's OpenAPI document to openapi/openapi.json (or --out FILE, - for stdout)
+  kubeconfig print a kubeconfig with which kubectl drives the running admin API (--server, --token)
 
 Flags for serve and migrate (each also an environment variable):
 ${SETTINGS.map(s => `  --${s.flag.padEnd(24)} ${s.env} (default: ${s.default === '' ? 'unset' : s.default})`).join('\n')}
@@ -64,6 +67,8 @@ async function migratePostgres (url: string): Promise<void> {
 export async function main (argv: string[], io: CliIo = processIo()): Promise<number> {
   const client = findClientCommand(argv)
   if (client !== undefined && 'verb' in client) return await runClient(client.verb, client.args, io)
+  // Client flags may come first here too: `ingressd --server URL kubeconfig`.
+  if (argv[0] === 'kubeconfig' || (client !== undefined && client.unknown === 'kubeconfig')) return await runKubeconfig(argv.filter((_, i) => i !== argv.indexOf('kubeconfig')), io)
   if (client !== undefined) {
     io.stderr.write(`ingressd: unknown command "${client.unknown}"\n\n${USAGE}`)
     return 1

@@ -11,7 +11,7 @@ import { basename } from 'node:path'
 import { isIP } from 'node:net'
 import { parseArgs } from 'node:util'
 import { stringify } from 'yaml'
-import { AdminClient, ApiError, ConnectionError, DEFAULT_SERVER, errorLine, normaliseServer } from './client.js'
+import { AdminClient, ApiError, clientOptions, ConnectionError, DEFAULT_SERVER, errorLine, type ClientFlags } from './client.js'
 import { describeObject } from './describe.js'
 import { collectionPath, itemPath, kindNamesHelp, kindOfManifest, qualifiedKind, resolveKind, type ClientKind } from './kinds.js'
 import { ManifestError, readManifests, type Manifest } from './manifests.js'
@@ -29,7 +29,7 @@ export interface CliIo {
   stderr: Writer
   /** Read by `apply -f -` and `delete -f -`. */
   stdin: NodeJS.ReadableStream
-  /** INGRESSD_SERVER and INGRESSD_ADMIN_TOKEN are read from here. */
+  /** INGRESSD_SERVER, INGRESSD_ADMIN_TOKEN, INGRESSD_ADMIN_CA and INGRESSD_ADMIN_INSECURE are read from here. */
   env: Record<string, string | undefined>
   /** The clock AGE is computed against; the real one by default. */
   now?: () => Date
@@ -51,6 +51,10 @@ export function isClientVerb (word: string | undefined): word is ClientVerb {
 const CLIENT_FLAGS_HELP = `Client flags (every client command):
   --server URL           the admin API (env INGRESSD_SERVER, default ${DEFAULT_SERVER})
   --token TOKEN          the admin bearer token (env INGRESSD_ADMIN_TOKEN)
+  --certificate-authority FILE
+                         the CA an https:// admin API is verified with (env INGRESSD_ADMIN_CA)
+  --insecure-skip-tls-verify
+                         do not verify an https:// admin API (env INGRESSD_ADMIN_INSECURE=1)
   -n, --namespace NS     the namespace (default "default")
   -A, --all-namespaces   every namespace (get, describe, delete --all)
   -h, --help             this text
@@ -183,6 +187,8 @@ class CliError extends Error {}
 const GLOBAL_OPTIONS = {
   server: { type: 'string' },
   token: { type: 'string' },
+  'certificate-authority': { type: 'string' },
+  'insecure-skip-tls-verify': { type: 'boolean' },
   namespace: { type: 'string', short: 'n' },
   'all-namespaces': { type: 'boolean', short: 'A' },
   help: { type: 'boolean', short: 'h' }
@@ -618,13 +624,11 @@ export async function runClient (verb: ClientVerb, argv: string[], io: CliIo = p
     io.stdout.write(VERB_USAGE[verb])
     return 0
   }
-  const serverValue = flags.str('server') ?? (io.env.INGRESSD_SERVER === undefined || io.env.INGRESSD_SERVER === '' ? DEFAULT_SERVER : io.env.INGRESSD_SERVER)
-  const server = normaliseServer(serverValue)
-  if (server === undefined) return usageError(`--server must be an http:// or https:// URL, not "${serverValue}"`)
-  const token = flags.str('token') ?? io.env.INGRESSD_ADMIN_TOKEN
+  const connection = clientOptions(parsed.values as ClientFlags, io.env)
+  if ('usage' in connection) return usageError(connection.usage)
   const namespace = flags.str('namespace')
   if (namespace === '') return usageError('--namespace cannot be empty')
-  const client = new AdminClient(token === undefined ? { server } : { server, token })
+  const client = new AdminClient(connection)
   const ctx: Context = {
     io,
     client,
@@ -653,8 +657,8 @@ export async function runClient (verb: ClientVerb, argv: string[], io: CliIo = p
   }
 }
 
-const VALUE_FLAGS = new Set(['--server', '--token', '-n', '--namespace'])
-const BOOLEAN_FLAGS = new Set(['-A', '--all-namespaces'])
+const VALUE_FLAGS = new Set(['--server', '--token', '--certificate-authority', '-n', '--namespace'])
+const BOOLEAN_FLAGS = new Set(['-A', '--all-namespaces', '--insecure-skip-tls-verify'])
 
 /**
  * Finds a client verb in a command line, allowing client flags before it as kubectl does
@@ -668,7 +672,7 @@ export function findClientCommand (argv: string[]): { verb: ClientVerb, args: st
       i++
       continue
     }
-    if (BOOLEAN_FLAGS.has(arg) || /^--(server|token|namespace)=/.test(arg) || /^-n./.test(arg)) continue
+    if (BOOLEAN_FLAGS.has(arg) || /^--(server|token|namespace|certificate-authority)=/.test(arg) || /^-n./.test(arg)) continue
     if (isClientVerb(arg)) return { verb: arg, args: [...argv.slice(0, i), ...argv.slice(i + 1)] }
     return i === 0 || arg.startsWith('-') ? undefined : { unknown: arg }
   }

@@ -65,7 +65,17 @@ export interface Config {
   postgresUrl: string | undefined
   /** This node's name in cluster mode; undefined: the host name and the admin port. */
   nodeName: string | undefined
+  /** The admin API over HTTPS: off, auto (a CA kept in the store issues its certificate) or file. */
+  adminTls: AdminTlsMode
+  /** PEM certificate chain of the admin API with adminTls `file`. */
+  adminTlsCert: string | undefined
+  /** PEM private key of the admin API with adminTls `file`. */
+  adminTlsKey: string | undefined
 }
+
+export type AdminTlsMode = 'off' | 'auto' | 'file'
+
+const ADMIN_TLS_MODES: readonly AdminTlsMode[] = ['off', 'auto', 'file']
 
 interface Setting<K extends keyof Config> {
   key: K
@@ -198,6 +208,9 @@ export const SETTINGS: readonly Setting<keyof Config>[] = [
   { key: 'denylistSourceRange', env: 'INGRESSD_DENYLIST_SOURCE_RANGE', flag: 'denylist-source-range', default: '', description: 'Client IP addresses and CIDRs refused with 403 on every route, before any ingress rule (ingress-nginx\'s global denylist-source-range). The client address is the peer, or taken from X-Forwarded-For / X-Real-IP when the peer is in INGRESSD_TRUSTED_PROXIES.', parse: parseCidrList },
   { key: 'postgresUrl', env: 'INGRESSD_POSTGRES_URL', flag: 'postgres-url', default: '', description: 'Cluster mode: the PostgreSQL (15 or newer) every node shares, as postgres://user:password@host:5432/database. INGRESSD_DB is then this node\'s mirror of it, which keeps it serving (and restarting) while PostgreSQL is away. Unset: the SQLite file is the store.', parse: parsePostgresUrl },
   { key: 'nodeName', env: 'INGRESSD_NODE_NAME', flag: 'node-name', default: '', description: 'Cluster mode: this node\'s name in GET /apis/ingressd.io/v1/nodes. Unset: the host name and the admin port, so that several nodes on one host stay distinct.', parse: raw => raw.trim() === '' ? undefined : raw.trim() },
+  { key: 'adminTls', env: 'INGRESSD_ADMIN_TLS', flag: 'admin-tls', default: 'off', description: 'Serve the admin API over HTTPS, which kubectl needs to send a token: off; auto, a certificate issued by a CA generated once and kept in the store (GET /ca.crt serves the CA; `ingressd kubeconfig` embeds it), covering the admin address, localhost, 127.0.0.1, ::1, the host name and INGRESSD_ADMIN_ALLOWED_HOSTS, renewed at start-up 30 days before it ends or when those names change; file, INGRESSD_ADMIN_TLS_CERT and INGRESSD_ADMIN_TLS_KEY.', parse: (raw, name) => (ADMIN_TLS_MODES as readonly string[]).includes(raw.trim()) ? raw.trim() as AdminTlsMode : bad(name, raw, `expected one of ${ADMIN_TLS_MODES.join(', ')}`) },
+  { key: 'adminTlsCert', env: 'INGRESSD_ADMIN_TLS_CERT', flag: 'admin-tls-cert', default: '', description: 'With INGRESSD_ADMIN_TLS=file: path of the admin API\'s PEM certificate chain, leaf first; the last certificate of a chain (or a self-signed leaf) is served at GET /ca.crt.', parse: raw => raw.trim() === '' ? undefined : raw.trim() },
+  { key: 'adminTlsKey', env: 'INGRESSD_ADMIN_TLS_KEY', flag: 'admin-tls-key', default: '', description: 'With INGRESSD_ADMIN_TLS=file: path of the PEM private key of INGRESSD_ADMIN_TLS_CERT\'s leaf.', parse: raw => raw.trim() === '' ? undefined : raw.trim() },
   { key: 'adminAllowedHosts', env: 'INGRESSD_ADMIN_ALLOWED_HOSTS', flag: 'admin-allowed-hosts', default: '', description: 'Without INGRESSD_ADMIN_TOKEN the admin API answers only requests whose Host is a loopback name (localhost, 127.0.0.1, ::1), against DNS rebinding; extra host names to accept, comma-separated.', parse: raw => raw.split(',').map(s => s.trim().toLowerCase()).filter(s => s !== '') }
 ]
 
@@ -212,14 +225,31 @@ export function isLoopback (host: string): boolean {
  */
 export function loadConfig (flags: Record<string, string | undefined> = {}, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const out: Record<string, unknown> = {}
+  const names: Partial<Record<keyof Config, string>> = {}
   for (const s of SETTINGS) {
     const fromFlag = flags[s.flag]
     const raw = fromFlag ?? env[s.env] ?? s.default
+    names[s.key] = fromFlag !== undefined ? `--${s.flag}` : s.env
     out[s.key] = s.parse(raw, fromFlag !== undefined ? `--${s.flag}` : env[s.env] !== undefined ? s.env : `${s.env} (default)`)
   }
   const config = out as unknown as Config
   if (config.adminToken === undefined && !isLoopback(config.adminAddr.host)) {
     throw new IngressdError('INGRESSD_ERR_CONFIG', `INGRESSD_ADMIN_ADDR=${config.adminAddr.host}:${config.adminAddr.port} is not a loopback address, and INGRESSD_ADMIN_TOKEN is not set: set a token (at least 16 characters) before exposing the admin API beyond this machine`)
   }
+  checkAdminTlsFiles(config, names)
   return Object.freeze(config)
+}
+
+/** INGRESSD_ADMIN_TLS=file needs both files; with off or auto, naming either is a mistake said aloud rather than ignored. */
+function checkAdminTlsFiles (config: Config, names: Partial<Record<keyof Config, string>>): void {
+  const mode = names.adminTls ?? 'INGRESSD_ADMIN_TLS'
+  for (const key of ['adminTlsCert', 'adminTlsKey'] as const) {
+    const name = names[key] ?? key
+    if (config.adminTls === 'file' && config[key] === undefined) {
+      throw new IngressdError('INGRESSD_ERR_CONFIG', `${name} is not set: ${mode}=file serves the admin API with the PEM ${key === 'adminTlsCert' ? 'certificate chain' : 'private key'} at the path ${name} gives`)
+    }
+    if (config.adminTls !== 'file' && config[key] !== undefined) {
+      throw new IngressdError('INGRESSD_ERR_CONFIG', `${name} is set but ${mode} is ${config.adminTls}: set ${mode}=file to serve the admin API with that certificate, or unset ${name}`)
+    }
+  }
 }

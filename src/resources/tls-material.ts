@@ -207,12 +207,27 @@ export function certificateCovers (info: { readonly dnsNames: readonly string[] 
   return false
 }
 
+/** A certificate the gateway generated for itself is replaced at start-up once it is this close to its end. */
+export const RENEW_BEFORE_MS = 30 * 86_400_000
+
+/**
+ * True when `pem` holds a servable certificate and key, valid for at least RENEW_BEFORE_MS after
+ * `now`: whether a certificate the gateway generated and kept in the store (gateway_state) is kept.
+ */
+export function stillServable (pem: { cert: string, key: string } | undefined, now: Date): pem is { cert: string, key: string } {
+  if (pem === undefined || typeof pem.cert !== 'string' || typeof pem.key !== 'string') return false
+  const inspection = inspectTlsMaterial(pem.cert, pem.key, now)
+  return inspection.ok && Date.parse(inspection.info.notAfter) - now.getTime() > RENEW_BEFORE_MS
+}
+
 /** Options for {@link generateSelfSigned}. */
 export interface GenerateCertificateOptions {
   /** Subject CN. */
   commonName: string
-  /** SAN DNS names. When absent or empty the certificate has no SAN extension (so only its CN names it). */
+  /** SAN DNS names. When absent or empty (and so is `ipAddresses`) the certificate has no SAN extension (so only its CN names it). */
   dnsNames?: string[]
+  /** SAN IP addresses, IPv4 or IPv6 (`127.0.0.1`, `::1`): what a client connecting by address checks. */
+  ipAddresses?: string[]
   /** Validity in days from `notBefore`, when `notAfter` is not given. Default 365. */
   days?: number
   /** Key of the new certificate: RSA 2048 (default, like ingress-nginx's fake certificate) or EC P-256. */
@@ -302,10 +317,11 @@ export async function generateSelfSigned (opts: GenerateCertificateOptions): Pro
       new ExtendedKeyUsageExtension([ExtendedKeyUsage.serverAuth, ExtendedKeyUsage.clientAuth])
     )
   }
-  const dnsNames = opts.dnsNames ?? []
-  if (dnsNames.length > 0) {
-    extensions.push(new SubjectAlternativeNameExtension(dnsNames.map(value => ({ type: 'dns' as const, value }))))
-  }
+  const altNames = [
+    ...(opts.dnsNames ?? []).map(value => ({ type: 'dns' as const, value })),
+    ...(opts.ipAddresses ?? []).map(value => ({ type: 'ip' as const, value }))
+  ]
+  if (altNames.length > 0) extensions.push(new SubjectAlternativeNameExtension(altNames))
   extensions.push(await SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto))
   if (issuerCert !== undefined) {
     const ski = issuerCert.getExtension(SubjectKeyIdentifierExtension)

@@ -1,7 +1,8 @@
 /**
  * The gateway's own state (migrations/0002-gateway-state.sql): small JSON values by key, such as
- * the generated default certificate. Not API objects: nothing here is served by the admin API,
- * and writes do not bump the resourceVersion the data plane follows.
+ * the generated default certificate and the admin API's CA (INGRESSD_ADMIN_TLS=auto). Not API
+ * objects: nothing here is served by the admin API (the admin CA's public certificate only, at
+ * GET /ca.crt), and writes do not bump the resourceVersion the data plane follows.
  */
 import type Database from 'better-sqlite3'
 
@@ -39,5 +40,17 @@ export class GatewayState {
   replace<T> (key: string, expected: T, value: T): T {
     this.stmt.replace.run(JSON.stringify(value), new Date().toISOString(), key, JSON.stringify(expected))
     return this.get<T>(key) as T
+  }
+
+  /**
+   * The value under `key` if `usable` accepts it; otherwise a new one from `generate`, stored
+   * before it is returned. When another process stores one while this one generates, theirs is
+   * kept and returned: every process sharing the store ends up with the same value.
+   */
+  async ensure<T> (key: string, usable: (stored: T | undefined) => stored is T, generate: () => Promise<T>): Promise<T> {
+    const stored = this.get<T>(key)
+    if (usable(stored)) return stored
+    const fresh = await generate()
+    return stored === undefined ? this.setIfAbsent(key, fresh) : this.replace(key, stored, fresh)
   }
 }

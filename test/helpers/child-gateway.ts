@@ -56,7 +56,7 @@ export function runCli (args: string[], env: Record<string, string> = {}, option
 }
 
 export interface ChildGateway extends CliRun {
-  /** `http://host:port` of the admin API, from the start-up log line. */
+  /** `http://host:port` (or `https://` with INGRESSD_ADMIN_TLS) of the admin API, from the start-up log line. */
   admin: string
   /** The start-up log line, parsed. */
   started: Record<string, unknown>
@@ -83,7 +83,7 @@ export async function startChildGateway (env: Record<string, string>, args: stri
       if (!look()) reject(new Error(`ingressd exited (code ${String(code)}, signal ${String(signal)}) before serving: ${run.stderr()}${run.lines.join('\n')}`))
     }, reject)
   })
-  return { ...run, admin: `http://${String(started.admin)}`, started }
+  return { ...run, admin: typeof started.adminUrl === 'string' ? started.adminUrl : `http://${String(started.admin)}`, started }
 }
 
 /** Whether a process (a gateway's worker, say) still runs. */

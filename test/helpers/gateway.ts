@@ -1,19 +1,23 @@
 /**
  * Starts a real gateway for a test: a fresh SQLite file in a temporary folder, every listener on
- * port 0 over loopback, logs captured so tests can assert what was (and was not) written.
+ * port 0 over loopback, logs captured so tests can assert what was (and was not) written. With
+ * INGRESSD_ADMIN_TLS the admin URL is https:// and `api()` verifies the admin API with its CA.
  */
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
-import { request } from 'undici'
+import { Agent, request } from 'undici'
 import { loadConfig, type Config } from '../../src/config/config.js'
 import { startGateway, type Gateway } from '../../src/main.js'
 
 export interface TestGateway {
   gateway: Gateway
+  /** `http://127.0.0.1:<port>`, or `https://` with INGRESSD_ADMIN_TLS. */
   admin: string
+  /** The admin API's CA (PEM) with INGRESSD_ADMIN_TLS, when it has one; `api()` trusts it. */
+  adminCa?: string
   http: string
   httpPort: number
   /** `https://127.0.0.1:<port>`: the HTTPS listener (connect with a servername for SNI). */
@@ -46,13 +50,24 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
   const logs: string[] = []
   const sink = new Writable({ write (chunk, _enc, cb) { logs.push(String(chunk)); cb() } })
   const logger = pino({ level: config.logLevel }, sink)
-  const gateway = await startGateway(config, logger)
-  const admin = `http://127.0.0.1:${gateway.addresses.admin.port}`
+  let gateway: Gateway
+  try {
+    gateway = await startGateway(config, logger)
+  } catch (err) {
+    // A refused start (a test of a bad setting) leaves no folder behind either.
+    if (opts.dir === undefined) rmSync(dir, { recursive: true, force: true })
+    throw err
+  }
+  const tls = config.adminTls !== 'off'
+  const admin = `${tls ? 'https' : 'http'}://127.0.0.1:${gateway.addresses.admin.port}`
+  // Verified against the CA when there is one (a file certificate without one: not verified).
+  const dispatcher = tls ? new Agent({ connect: gateway.adminCaPem === undefined ? { rejectUnauthorized: false } : { ca: gateway.adminCaPem } }) : undefined
   const http = `http://127.0.0.1:${gateway.addresses.http.port}`
   let closed = false
   const close = async (): Promise<void> => {
     if (closed) return
     closed = true
+    await dispatcher?.close()
     // A short grace: tests leave nothing in flight on purpose, and must not wait 30 s if they do.
     await gateway.close(1000)
   }
@@ -70,7 +85,7 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
       payload = JSON.stringify(body)
       h['content-type'] ??= method === 'PATCH' ? 'application/merge-patch+json' : 'application/json'
     }
-    const res = await request(`${admin}${path}`, { method: method as 'GET', headers: h, body: payload })
+    const res = await request(`${admin}${path}`, { method: method as 'GET', headers: h, body: payload, ...(dispatcher === undefined ? {} : { dispatcher }) })
     const text = await res.body.text()
     let parsed: unknown
     try { parsed = JSON.parse(text) } catch { parsed = undefined }
@@ -79,5 +94,6 @@ export async function startTestGateway (t: Closable, env: Record<string, string>
   const httpsPort = gateway.addresses.https.port
   const result: TestGateway = { gateway, admin, http, httpPort: gateway.addresses.http.port, https: `https://127.0.0.1:${httpsPort}`, httpsPort, dir, db, logs, config, api, close }
   if (token !== undefined) result.token = token
+  if (gateway.adminCaPem !== undefined) result.adminCa = gateway.adminCaPem
   return result
 }
