@@ -8,7 +8,7 @@ import { IngressdError, invalidObject, type Cause } from '../errors.js'
 import { Endpoints, EndpointsInput, validateEndpointSubsets } from './endpoints.js'
 import { BETA_INGRESS_VERSIONS, Ingress, IngressBeta, IngressBetaInput, IngressV1Input, ingressSpecFromBeta, ingressSpecToBeta, validateIngressSpec, type IngressSpecType } from './ingress.js'
 import { IngressClass, IngressClassInput } from './ingress-class.js'
-import { Secret, SecretInput, prepareSecret } from './secret.js'
+import { LAST_APPLIED_ANNOTATION, Secret, SecretInput, prepareSecret, redactLastApplied, writeOnlyPlaceholder } from './secret.js'
 import { Service, ServiceInput, validateServiceSpec } from './service.js'
 import { CauseList, structuralValidator, validateLabelsAndAnnotations, validateObjectName } from './validation.js'
 import type { CertificateInfo } from './tls-material.js'
@@ -157,6 +157,8 @@ export function prepareObject (input: unknown, target: WriteTarget, storedKey?: 
       const { prepared: secret, tlsCauses } = prepareSecret(input as Parameters<typeof prepareSecret>[0], existingKey, causes)
       if (tlsCauses) errorCode = 'INGRESSD_ERR_TLS_INVALID'
       if (secret !== undefined) {
+        const lastApplied = prepared.annotations?.[LAST_APPLIED_ANNOTATION]
+        if (lastApplied !== undefined) prepared.annotations = { ...prepared.annotations, [LAST_APPLIED_ANNOTATION]: redactLastApplied(lastApplied, secret.body.type === 'kubernetes.io/tls') }
         prepared.content = { ...secret.body }
         // Always set, so a write never leaves another type's write-only value behind in the column.
         prepared.privateKey = secret.privateKey
@@ -176,7 +178,16 @@ export function presentObject (def: KindDefinition, apiVersion: string, meta: St
   if (def.kind === 'Ingress' && apiVersion !== def.storageVersion) {
     body = { ...content, spec: ingressSpecToBeta(content.spec as IngressSpecType) }
   }
+  if (def.kind === 'Secret' && status !== undefined) body = { ...body, data: withPlaceholders(body.data as Record<string, string> | undefined, status) }
   const out: Record<string, unknown> = { apiVersion, kind: def.kind, metadata, ...body }
   if (status !== undefined) out.status = status
   return out
+}
+
+/** A Secret's served data: the public values, and a placeholder of its size for each write-only one (status.keyBytes, status.data). */
+function withPlaceholders (data: Record<string, string> | undefined, status: Record<string, unknown>): Record<string, string> {
+  const out: Record<string, string> = { ...data }
+  if (typeof status.keyBytes === 'number') out['tls.key'] = writeOnlyPlaceholder(status.keyBytes)
+  for (const [key, size] of Object.entries((status.data ?? {}) as Record<string, { bytes: number }>)) out[key] = writeOnlyPlaceholder(size.bytes)
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0))
 }

@@ -28,6 +28,8 @@ const MAX_KEY_LENGTH = 253
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
 const PEM_PRIVATE_KEY = /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----/
 const TLS_KEYS = [CERT_KEY, PRIVATE_KEY_KEY, CA_CERT_KEY]
+/** The values of a TLS Secret that reads return; tls.key is write-only. */
+const PUBLIC_TLS_KEYS = [CERT_KEY, CA_CERT_KEY]
 
 export const SecretInput = Type.Object({
   apiVersion: Type.Literal('v1'),
@@ -39,7 +41,8 @@ export const SecretInput = Type.Object({
   })),
   data: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'base64 values. kubernetes.io/tls: tls.crt, tls.key and optionally ca.crt (PEM); other types: any keys, all write-only' })),
   stringData: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'The same as data, as text; wins over data for a key in both' })),
-  immutable: Type.Optional(Type.Boolean())
+  immutable: Type.Optional(Type.Boolean()),
+  status: Type.Optional(Type.Unknown({ description: 'Ignored: reads carry it (sizes, certificate), and a read sent back (kubectl apply of `get -o yaml`) must not be refused for it' }))
 }, {
   additionalProperties: false,
   $id: 'SecretInput',
@@ -70,7 +73,7 @@ export const Secret = Type.Object({
   kind: Type.Literal('Secret'),
   metadata: ObjectMeta,
   type: Type.String(),
-  data: Type.Record(Type.String(), Type.String(), { description: 'Public values only: tls.crt and ca.crt of a kubernetes.io/tls Secret; {} for every other type, whose values are write-only (their sizes are in status.data)' }),
+  data: Type.Record(Type.String(), Type.String(), { description: 'tls.crt and ca.crt of a kubernetes.io/tls Secret as stored; every write-only value (tls.key, and every value of other types) as a placeholder: base64 of as many `*` bytes as the value has, so sizes show as kubectl describe prints them. Sending a placeholder back keeps the stored value.' }),
   immutable: Type.Optional(Type.Boolean()),
   status: Type.Optional(Type.Object({
     certificate: Type.Optional(CertificateStatus),
@@ -131,6 +134,53 @@ function decodeSecretValues (stored: string | undefined): Record<string, string>
   } catch {
     return undefined
   }
+}
+
+/**
+ * Reads show each write-only value as a placeholder of its size: base64 of as many `*` bytes, so
+ * `kubectl describe secret` prints every key with its size, as on a cluster, and a decoded value
+ * reads as asterisks, never as the value. A write that sends a placeholder back (an edited read,
+ * `kubectl edit`, a patch) keeps the stored value of that key.
+ */
+export function writeOnlyPlaceholder (bytes: number): string {
+  return Buffer.alloc(bytes, '*').toString('base64')
+}
+
+/** True when `base64` decodes to one or more `*` bytes and nothing else: a placeholder sent back. */
+function isPlaceholder (base64: string): boolean {
+  const bytes = Buffer.from(base64, 'base64')
+  return bytes.length > 0 && bytes.every(b => b === 0x2a)
+}
+
+/** The annotation `kubectl apply` keeps the whole manifest in, write-only values included. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration'
+
+/**
+ * The last-applied-configuration annotation of a Secret with its write-only values replaced by
+ * placeholders: client-side `kubectl apply` copies the manifest, private key and passwords
+ * included, into an annotation that every read returns. Text that is not a JSON object is kept
+ * as it is (kubectl only ever writes JSON there).
+ */
+export function redactLastApplied (annotation: string, tls: boolean): string {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(annotation)
+  } catch {
+    return annotation
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return annotation
+  const manifest = parsed as { data?: unknown, stringData?: unknown }
+  const writeOnly = (key: string): boolean => !tls || !PUBLIC_TLS_KEYS.includes(key)
+  for (const source of ['data', 'stringData'] as const) {
+    const values = manifest[source]
+    if (typeof values !== 'object' || values === null) continue
+    for (const [key, value] of Object.entries(values as Record<string, unknown>)) {
+      if (typeof value !== 'string' || !writeOnly(key)) continue
+      const bytes = source === 'data' ? Buffer.from(value, 'base64').length : Buffer.byteLength(value)
+      ;(values as Record<string, unknown>)[key] = source === 'data' ? writeOnlyPlaceholder(bytes) : '*'.repeat(bytes)
+    }
+  }
+  return JSON.stringify(parsed)
 }
 
 function isBase64 (encoded: string): boolean {
@@ -210,7 +260,8 @@ function prepareTlsSecret (input: SecretInput, stored: string | undefined, cause
   const text = (key: string): string | undefined => written[key] === undefined ? undefined : Buffer.from(written[key], 'base64').toString('utf8')
   const cert = text(CERT_KEY)
   // A column holding a non-TLS Secret's values is no key to keep (the type change is refused on store).
-  const key = text(PRIVATE_KEY_KEY) ?? (decodeSecretValues(stored) === undefined ? stored : undefined)
+  const sentKey = written[PRIVATE_KEY_KEY] !== undefined && isPlaceholder(written[PRIVATE_KEY_KEY]) ? undefined : text(PRIVATE_KEY_KEY)
+  const key = sentKey ?? (decodeSecretValues(stored) === undefined ? stored : undefined)
   const ca = text(CA_CERT_KEY)
   if (cert === undefined) causes.required(`data[${CERT_KEY}]`, 'a kubernetes.io/tls Secret needs tls.crt')
   if (key === undefined) causes.required(`data[${PRIVATE_KEY_KEY}]`, 'a kubernetes.io/tls Secret needs tls.key')
@@ -246,8 +297,15 @@ function prepareOpaqueSecret (input: SecretInput, type: string, stored: string |
   checkKeys(input, causes)
   const written = writtenValues(input, causes)
   const namesNoKey = Object.keys(input.data ?? {}).length === 0 && Object.keys(input.stringData ?? {}).length === 0
-  const kept = namesNoKey ? decodeSecretValues(stored) : undefined
+  const storedValues = decodeSecretValues(stored)
+  const kept = namesNoKey ? storedValues : undefined
   const values = kept ?? written
+  for (const [key, value] of Object.entries(input.data ?? {})) {
+    if (!isBase64(value) || !isPlaceholder(value)) continue
+    const previous = storedValues?.[key]
+    if (previous !== undefined) values[key] = previous
+    else causes.invalid(`data[${key}]`, '<placeholder>', 'is the placeholder reads show for a write-only value, and this Secret has no stored value for the key: send the value itself')
+  }
   if (type === BASIC_AUTH_SECRET_TYPE && values.username === undefined && values.password === undefined) {
     causes.required('data[username]', 'a kubernetes.io/basic-auth Secret needs username or password')
     causes.required('data[password]', 'a kubernetes.io/basic-auth Secret needs username or password')

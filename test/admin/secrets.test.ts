@@ -61,7 +61,8 @@ t.test('private keys are write-only', async t => {
     const res = await gw.api('POST', SECRETS, secret('web-tls', { data: { 'tls.crt': b64(a.cert), 'tls.key': b64(a.key) } }))
     t.equal(res.status, 201)
     noKey(t, res.text, keys, 'create response')
-    t.same(Object.keys(res.body.data), ['tls.crt'], 'data holds tls.crt only')
+    t.same(Object.keys(res.body.data), ['tls.crt', 'tls.key'], 'data holds tls.crt and a placeholder for tls.key')
+    t.equal(Buffer.from(res.body.data['tls.key'], 'base64').toString(), '*'.repeat(res.body.status.keyBytes), 'the placeholder: as many asterisks as the key has bytes')
     t.equal(res.body.data['tls.crt'], b64(a.cert))
     t.equal(res.body.type, 'kubernetes.io/tls')
     t.equal(res.body.stringData, undefined)
@@ -82,7 +83,7 @@ t.test('private keys are write-only', async t => {
     const res = await gw.api('POST', TEAM_SECRETS, secret('team-tls', { stringData: { 'tls.crt': c.cert, 'tls.key': c.key } }, { labels: { app: 'team' } }))
     t.equal(res.status, 201)
     noKey(t, res.text, keys, 'create response')
-    t.same(Object.keys(res.body.data), ['tls.crt'])
+    t.same(Object.keys(res.body.data), ['tls.crt', 'tls.key'])
     t.equal(res.body.stringData, undefined, 'stringData is not echoed')
     t.equal(res.body.status.certificate.keyType, 'ec')
     t.equal(res.body.status.keyBytes, Buffer.byteLength(c.key))
@@ -96,7 +97,8 @@ t.test('private keys are write-only', async t => {
       const items = res.body.items ?? [res.body]
       t.ok(items.length > 0, `${path} has items`)
       for (const item of items) {
-        t.same(Object.keys(item.data), ['tls.crt'], `${path}: data holds tls.crt only`)
+        t.same(Object.keys(item.data), ['tls.crt', 'tls.key'], `${path}: data holds tls.crt and the tls.key placeholder`)
+        t.match(Buffer.from(item.data['tls.key'], 'base64').toString(), /^\*+$/, `${path}: tls.key reads as asterisks`)
         t.type(item.status.keyBytes, 'number')
         t.type(item.status.certificate.subject, 'string')
       }
@@ -324,10 +326,10 @@ t.test('the values of Opaque, basic-auth and other non-TLS Secrets are write-onl
     t.ok(valueMarkers(v).some(m => JSON.stringify({ data: { x: b64(`pre${v}`) } }).includes(m)), 'the markers find a value inside a larger base64 text')
   }
 
-  /** Checks a served Secret: its type, no values in data, every size in status.data. */
+  /** Checks a served Secret: its type, placeholders (asterisks of each value's size) in data, every size in status.data. */
   const served = (t: Tap, item: any, c: typeof cases[number], what: string): void => {
     t.equal(item.type, c.type, `${what}: type`)
-    t.same(item.data, {}, `${what}: data holds no value`)
+    t.same(item.data, Object.fromEntries(Object.entries(sizes(c.values)).map(([k, v]) => [k, Buffer.alloc(v.bytes, '*').toString('base64')])), `${what}: data holds placeholders, no value`)
     t.equal(item.stringData, undefined, `${what}: stringData is not echoed`)
     t.same(item.status?.data, sizes(c.values), `${what}: status.data has every key with its size`)
     t.equal(item.status?.keyBytes, undefined, `${what}: no keyBytes (that is a TLS Secret's)`)
@@ -464,7 +466,7 @@ t.test('updates of a non-TLS Secret: a write that names a key replaces the set, 
   const created = await gw.api('POST', SECRETS, opaque('auth', { type: 'Opaque', stringData: { auth: v1, extra: v2 } }))
   t.equal(created.status, 201)
 
-  await t.test('a read sent back (data: {}) keeps the values', async t => {
+  await t.test('a read sent back (placeholders in data) keeps the values', async t => {
     const { status: _status, ...current } = await read('auth')
     current.metadata.labels = { edited: 'yes' }
     const res = await gw.api('PUT', `${SECRETS}/auth`, current)
@@ -488,21 +490,28 @@ t.test('updates of a non-TLS Secret: a write that names a key replaces the set, 
     t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
   })
 
-  await t.test('a merge patch that only deletes a key names none, and so changes nothing', async t => {
-    const before = await read('auth')
+  await t.test('a merge patch that deletes a key removes that key; the others keep their values (patched as placeholders)', async t => {
     const res = await gw.api('PATCH', `${SECRETS}/auth`, { data: { extra: null } })
     t.equal(res.status, 200, res.text.slice(0, 300))
-    t.equal(res.body.metadata.resourceVersion, before.metadata.resourceVersion, 'unchanged')
-    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v2 })
+    t.same(res.body.status.data, sizes({ auth: v1 }), 'extra is gone')
+    t.equal(res.body.metadata.generation, 2)
+    t.same(storedValues(gw, 'auth'), { auth: v1 })
   })
 
-  await t.test('a merge patch with a key replaces the whole set', async t => {
-    const res = await gw.api('PATCH', `${SECRETS}/auth`, { stringData: { auth: v3 } })
+  await t.test('a merge patch with a key sets that key, as in Kubernetes; the others keep their values', async t => {
+    const res = await gw.api('PATCH', `${SECRETS}/auth`, { stringData: { extra: v3 } })
     t.equal(res.status, 200, res.text.slice(0, 300))
     noValue(t, res.text, all, 'PATCH response')
-    t.same(res.body.status.data, sizes({ auth: v3 }), 'extra is gone')
-    t.equal(res.body.metadata.generation, 2)
-    t.same(storedValues(gw, 'auth'), { auth: v3 })
+    t.same(res.body.status.data, sizes({ auth: v1, extra: v3 }))
+    t.equal(res.body.metadata.generation, 3)
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v3 })
+  })
+
+  await t.test('a placeholder for a key that holds no value is refused, naming the key', async t => {
+    const res = await gw.api('PATCH', `${SECRETS}/auth`, { data: { fresh: Buffer.alloc(4, '*').toString('base64') } })
+    t.equal(res.status, 422, res.text.slice(0, 300))
+    t.same(res.body.details.causes.map((c: any) => c.field), ['data[fresh]'])
+    t.same(storedValues(gw, 'auth'), { auth: v1, extra: v3 }, 'nothing stored')
   })
 
   await t.test('a PUT with data replaces the whole set', async t => {
@@ -616,7 +625,7 @@ t.test('a TLS Secret may carry ca.crt: validated, public, served back like tls.c
   const res = await gw.api('POST', SECRETS, secret('mtls', { data: { 'tls.crt': b64(pair.cert), 'tls.key': b64(pair.key), 'ca.crt': b64(bundle) } }))
   t.equal(res.status, 201, res.text.slice(0, 300))
   noKey(t, res.text, [pair.key], 'create response')
-  t.same(Object.keys(res.body.data).sort(), ['ca.crt', 'tls.crt'])
+  t.same(Object.keys(res.body.data).sort(), ['ca.crt', 'tls.crt', 'tls.key'])
   t.equal(res.body.data['ca.crt'], b64(bundle), 'ca.crt is served back')
   t.equal(res.body.status.keyBytes, Buffer.byteLength(pair.key))
   t.equal((await gw.api('GET', `${SECRETS}/mtls`)).body.data['ca.crt'], b64(bundle))
@@ -630,7 +639,7 @@ t.test('a TLS Secret may carry ca.crt: validated, public, served back like tls.c
 
   const withoutCa = await gw.api('PUT', `${SECRETS}/mtls`, secret('mtls', { data: { 'tls.crt': b64(pair.cert) } }))
   t.equal(withoutCa.status, 200, withoutCa.text.slice(0, 300))
-  t.same(Object.keys(withoutCa.body.data), ['tls.crt'], 'ca.crt is public: a write without it removes it, as for tls.crt')
+  t.same(Object.keys(withoutCa.body.data), ['tls.crt', 'tls.key'], 'ca.crt is public: a write without it removes it, as for tls.crt')
   t.equal(gw.gateway.store.privateKey('default', 'mtls'), pair.key)
 
   const broken = ca.cert.split('\n').map((line, i) => i === 3 ? 'A'.repeat(line.length) : line).join('\n')
@@ -649,4 +658,36 @@ t.test('a TLS Secret may carry ca.crt: validated, public, served back like tls.c
     noKey(t, bad.text, [pair.key], `${what}: the answer`)
     t.equal((await gw.api('GET', `${SECRETS}/bad-ca`)).status, 404, `${what}: nothing stored`)
   }
+})
+
+t.test('kubectl apply\'s last-applied-configuration annotation never keeps a write-only value', async t => {
+  const gw = await startTestGateway(t)
+  const pair = await generateSelfSigned({ commonName: 'applied.example.com', dnsNames: ['applied.example.com'], keyType: 'ec' })
+  const password = secretValue('password')
+  const LAST = 'kubectl.kubernetes.io/last-applied-configuration'
+  // What client-side `kubectl apply` sends: the manifest, and the same manifest in the annotation.
+  const tlsManifest = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'applied-tls', namespace: 'default' }, type: 'kubernetes.io/tls', data: { 'tls.crt': b64(pair.cert), 'tls.key': b64(pair.key) } }
+  const opaqueManifest = { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'applied-opaque', namespace: 'default' }, type: 'Opaque', data: { user: b64('admin') }, stringData: { password } }
+  for (const manifest of [tlsManifest, opaqueManifest]) {
+    const body = { ...manifest, metadata: { ...manifest.metadata, annotations: { [LAST]: JSON.stringify(manifest) + '\n' } } }
+    const created = await gw.api('POST', SECRETS, body)
+    t.equal(created.status, 201, created.text.slice(0, 300))
+    const read = await gw.api('GET', `${SECRETS}/${manifest.metadata.name}`)
+    const listed = await gw.api('GET', SECRETS)
+    for (const [what, text] of [['create response', created.text], ['read', read.text], ['list', listed.text]] as const) {
+      noKey(t, text, [pair.key], `${manifest.metadata.name} ${what}`)
+      noValue(t, text, [password], `${manifest.metadata.name} ${what}`)
+    }
+    const annotation = JSON.parse(read.body.metadata.annotations[LAST])
+    t.equal(annotation.kind, 'Secret', 'the annotation is still the manifest')
+    if (manifest === tlsManifest) {
+      t.equal(annotation.data['tls.crt'], b64(pair.cert), 'public values are kept as sent')
+      t.equal(Buffer.from(annotation.data['tls.key'], 'base64').toString(), '*'.repeat(Buffer.byteLength(pair.key)), 'tls.key: a placeholder of its size')
+    } else {
+      t.equal(Buffer.from(annotation.data.user, 'base64').toString(), '*****', 'every value of an Opaque Secret: a placeholder')
+      t.equal(annotation.stringData.password, '*'.repeat(password.length), 'stringData too')
+    }
+  }
+  t.equal(await storedKey(gw, 'default', 'applied-tls'), pair.key, 'the key itself is stored')
+  t.same(storedValues(gw, 'applied-opaque'), { password, user: 'admin' })
 })
