@@ -9,7 +9,7 @@ import { dirname, join, relative } from 'node:path'
  * The longest files start first: tap runs files in the order given, so a five-minute file that
  * starts last stretches the whole run by five minutes while the other jobs sit idle.
  */
-const SLOWEST_FIRST = ['test/store/crash-loop.test.ts', 'test/operations/soak.test.ts', 'test/cluster/churn.test.ts', 'test/cluster/startup.test.ts', 'test/store/crash.test.ts', 'test/operations/shutdown.test.ts', 'test/operations/rate-limit-gateway.test.ts', 'test/operations/bundle.test.ts']
+const SLOWEST_FIRST = ['test/store/crash-loop.test.ts', 'test/operations/soak.test.ts', 'test/kubectl/watch.test.ts', 'test/cluster/churn.test.ts', 'test/cluster/startup.test.ts', 'test/store/crash.test.ts', 'test/operations/shutdown.test.ts', 'test/operations/rate-limit-gateway.test.ts', 'test/operations/bundle.test.ts']
 
 function testFiles (dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap(e => e.isDirectory() ? testFiles(join(dir, e.name)) : e.name.endsWith('.test.ts') ? [relative('.', join(dir, e.name))] : [])

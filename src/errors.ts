@@ -22,6 +22,7 @@ export type StatusReason =
   | 'InternalError'
   | 'ServiceUnavailable'
   | 'Timeout'
+  | 'Expired'
 
 /** One field-level problem, as Kubernetes reports it in `details.causes[]`. */
 export interface Cause {
@@ -55,8 +56,9 @@ export const ERROR_CODES = {
   INGRESSD_ERR_METHOD_NOT_ALLOWED: { status: 405, reason: 'MethodNotAllowed', summary: 'The path exists but does not take that method.' },
   INGRESSD_ERR_ALREADY_EXISTS: { status: 409, reason: 'AlreadyExists', summary: 'A create named an object that already exists.' },
   INGRESSD_ERR_CONFLICT: { status: 409, reason: 'Conflict', summary: 'metadata.resourceVersion is stale: the object changed since it was read. Read it again and retry.' },
+  INGRESSD_ERR_EXPIRED: { status: 410, reason: 'Expired', summary: 'A watch asked to resume from a resourceVersion older than the store keeps changes for: list again and watch from the list\'s resourceVersion (kubectl does this itself).' },
   INGRESSD_ERR_BODY_TOO_LARGE: { status: 413, reason: 'RequestEntityTooLarge', summary: 'The body is larger than the admin body limit (INGRESSD_ADMIN_BODY_LIMIT).' },
-  INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: 'UnsupportedMediaType', summary: 'The Content-Type is not JSON, YAML or (for PATCH) merge-patch JSON.' },
+  INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, reason: 'UnsupportedMediaType', summary: 'The Content-Type is not one the path takes: JSON, YAML or Kubernetes protobuf for writes; merge, strategic merge or JSON patch for PATCH.' },
   INGRESSD_ERR_STORE_BUSY: { status: 503, reason: 'ServiceUnavailable', summary: 'The store stayed locked by another writer past the busy timeout; retry.' },
   INGRESSD_ERR_STORE_UNAVAILABLE: { status: 503, reason: 'ServiceUnavailable', summary: 'Cluster mode: PostgreSQL (INGRESSD_POSTGRES_URL) cannot be reached, or did not answer in time; the write was not made (or, when the connection broke while committing, reaches every node if PostgreSQL did commit it). Every node keeps serving its last configuration; retry.' },
   INGRESSD_ERR_INTERNAL: { status: 500, reason: 'InternalError', summary: 'A bug: the request failed in a way ingressd does not expect. The log has the details.' },

@@ -18,6 +18,10 @@ import { registerBodyParsers } from './content.js'
 import { registerHealthRoutes, type Readiness } from './health.js'
 import { clusterMetrics, defaultLocalNode, NodeDirectory, registerNodeRoutes, type ClusterSource, type LocalNode } from './nodes.js'
 import { registerResourceRoutes } from './resource-routes.js'
+import { registerDescribeViews } from './kube/describe-views.js'
+import { registerDiscoveryRoutes } from './kube/discovery.js'
+import { registerKubeOpenApi } from './kube/openapi.js'
+import { WatchHub } from './kube/watch.js'
 import { createWriteSync, sqliteWriter, type StoreWriter } from './write-sync.js'
 import { fieldFromPointer } from '../resources/validation.js'
 import type { Config } from '../config/config.js'
@@ -230,7 +234,8 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
         { name: 'Health', description: 'Liveness, readiness and metrics' },
         { name: 'Audit', description: 'Who changed what, when' },
         { name: 'Admin TLS', description: 'The CA that clients such as kubectl verify the admin API\'s certificate with' },
-        { name: 'Cluster', description: 'The gateway nodes sharing a store: what each serves, whether it is alive' }
+        { name: 'Cluster', description: 'The gateway nodes sharing a store: what each serves, whether it is alive' },
+        { name: 'Kubernetes API', description: 'What kubectl reads besides the resources: discovery, OpenAPI v2 and v3, and the read-only views `kubectl describe` asks for (events, EndpointSlices)' }
       ]
     }
   })
@@ -272,7 +277,14 @@ export async function buildAdminApp (opts: AdminOptions): Promise<FastifyInstanc
     })
   }
   registerNodeRoutes(app, nodes)
-  registerResourceRoutes(app, { store: opts.store, sync, writer, liveAddresses: () => nodes.liveAddresses() })
+  // Watch events wait for the data plane to serve their commit, so they carry the status it reported.
+  const watches = new WatchHub(opts.store, { settled: async rv => await opts.feed.waitServed(rv, opts.syncTimeoutMs ?? 5000) })
+  // Open watches would otherwise hold the admin API's stop until their clients hang up.
+  app.addHook('preClose', async () => { watches.close() })
+  registerResourceRoutes(app, { store: opts.store, sync, writer, liveAddresses: () => nodes.liveAddresses(), watches })
   registerApplyRoute(app, { store: opts.store, sync, writer })
+  registerDiscoveryRoutes(app)
+  registerKubeOpenApi(app)
+  registerDescribeViews(app, opts.store)
   return app
 }

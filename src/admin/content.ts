@@ -7,9 +7,16 @@
 import type { FastifyInstance } from 'fastify'
 import { parseAllDocuments, type Document } from 'yaml'
 import { IngressdError } from '../errors.js'
+import { decodeKubernetesProtobuf } from './kube/protobuf.js'
 
-/** Patch types Kubernetes clients send that ingressd does not implement (only merge patch is). */
-const UNSUPPORTED_PATCH_TYPES = ['application/strategic-merge-patch+json', 'application/json-patch+json', 'application/apply-patch+yaml']
+/** Server-side apply's patch type (`kubectl apply --server-side`): not implemented, since ingressd keeps no managedFields. */
+const UNSUPPORTED_PATCH_TYPES = ['application/apply-patch+yaml']
+
+/** The patch types PATCH takes: all JSON. */
+const PATCH_TYPES = ['application/merge-patch+json', 'application/strategic-merge-patch+json', 'application/json-patch+json']
+
+/** Kubernetes' protobuf encoding, which kubectl 1.32 and newer send for `kubectl create` of built-in kinds. */
+const PROTOBUF_TYPE = 'application/vnd.kubernetes.protobuf'
 
 function malformed (message: string): IngressdError {
   return new IngressdError('INGRESSD_ERR_MALFORMED_BODY', message)
@@ -69,6 +76,20 @@ export function parseObjectText (text: string | undefined): unknown {
   return values[0]
 }
 
+/** Parses a PATCH body: JSON, an object (merge patches) or an array (JSON patch), with errors that say which. */
+export function parsePatchText (text: string | undefined, shape: 'object' | 'array'): unknown {
+  if (text === undefined || text.trim() === '') throw malformed('the patch is empty')
+  let value: unknown
+  try {
+    value = JSON.parse(text)
+  } catch {
+    checkJson(text)
+  }
+  if (shape === 'array' && !Array.isArray(value)) throw malformed('a JSON patch (application/json-patch+json) is a list of operations: [{"op": "replace", "path": "/spec/...", "value": ...}]')
+  if (shape === 'object' && (typeof value !== 'object' || value === null || Array.isArray(value))) throw malformed('a merge patch is a JSON object; for a list of operations use Content-Type: application/json-patch+json')
+  return value
+}
+
 /**
  * Refuses a body sent as JSON that is not JSON: the YAML parser would take single quotes or a
  * trailing comma. The message gives where it broke, never the text around it (it may be a key).
@@ -113,9 +134,17 @@ export function parseManifestStream (text: string | undefined): unknown[] {
 export function registerBodyParsers (app: FastifyInstance): void {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser(UNSUPPORTED_PATCH_TYPES, (_req, _payload, done) => {
-    done(new IngressdError('INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE', `this patch type is not supported: use Content-Type: application/merge-patch+json (kubectl patch --type merge), or PUT the whole object; supported patch types: ${['application/merge-patch+json'].join(', ')}`), undefined)
+    done(new IngressdError('INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE', `server-side apply is not supported: ingressd keeps no managedFields; use client-side kubectl apply (without --server-side); supported patch types: ${PATCH_TYPES.join(', ')}`), undefined)
   })
-  app.addContentTypeParser(['application/json', 'application/merge-patch+json'], { parseAs: 'string' }, (_req, body, done) => {
+  // Decoded to the JSON the route reads, so every write path validates one shape.
+  app.addContentTypeParser(PROTOBUF_TYPE, { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, JSON.stringify(decodeKubernetesProtobuf(body as Buffer)))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
+  })
+  app.addContentTypeParser(['application/json', ...PATCH_TYPES], { parseAs: 'string' }, (_req, body, done) => {
     try {
       if ((body as string).trim() !== '') checkJson(body as string)
       done(null, body)

@@ -214,7 +214,10 @@ export function ingressSpecToBeta (spec: IngressSpecType): IngressSpecBeta {
       if (rule.http !== undefined) {
         r.http = {
           paths: rule.http.paths.map(p => {
-            const path: { path?: string, pathType?: PathType, backend: IngressBackendBeta } = { pathType: p.pathType, backend: backendToBeta(p.backend) }
+            // ImplementationSpecific is what the beta APIs default an omitted pathType to, so a beta
+            // read leaves it out: the manifest read back is the manifest sent, and client-side
+            // `kubectl apply` of an unchanged beta file finds nothing to patch ("unchanged").
+            const path: { path?: string, pathType?: PathType, backend: IngressBackendBeta } = p.pathType === 'ImplementationSpecific' ? { backend: backendToBeta(p.backend) } : { pathType: p.pathType, backend: backendToBeta(p.backend) }
             if (p.path !== undefined) path.path = p.path
             return path
           })

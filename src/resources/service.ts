@@ -4,7 +4,7 @@
  */
 import Type from 'typebox'
 import { ObjectMeta, ObjectMetaInput } from './meta.js'
-import { CauseList, isDns1035Label, isDns1123Subdomain } from './validation.js'
+import { CauseList, isDns1035Label, isDns1123Label, isDns1123Subdomain } from './validation.js'
 
 const ServicePort = Type.Object({
   name: Type.Optional(Type.String({ examples: ['http'] })),
@@ -67,7 +67,7 @@ export function validateServiceSpec (spec: ServiceSpec, causes: CauseList): void
     if (typeof p.targetPort === 'string' && !isDns1035Label(p.targetPort)) causes.invalid(`${field}.targetPort`, p.targetPort, 'a named port must be an IANA service name')
     if (ports.length > 1 && (p.name === undefined || p.name === '')) causes.required(`${field}.name`, 'each port needs a name when a service has more than one')
     if (p.name !== undefined && p.name !== '') {
-      if (!isDns1035Label(p.name)) causes.invalid(`${field}.name`, p.name, 'must be a DNS-1035 label')
+      if (!isDns1123Label(p.name)) causes.invalid(`${field}.name`, p.name, 'must be a DNS-1123 label (lowercase alphanumerics and "-", at most 63 characters), as Kubernetes requires of a port name')
       if (names.has(p.name)) causes.duplicate(`${field}.name`, p.name)
       names.add(p.name)
     }

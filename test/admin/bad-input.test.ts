@@ -385,15 +385,28 @@ t.test('bad input is refused with a Status naming the problem, and nothing is st
       kept: [`${ING}/existing`]
     },
     {
-      name: 'PATCH as application/json-patch+json',
+      name: 'PATCH as server-side apply (application/apply-patch+yaml)',
       method: 'PATCH',
       path: `${ING}/existing`,
-      body: JSON.stringify([{ op: 'replace', path: '/spec/rules/0/host', value: 'patched.example.com' }]),
-      headers: { 'content-type': 'application/json-patch+json' },
+      body: 'metadata:\n  labels:\n    edited: ssa\n',
+      headers: { 'content-type': 'application/apply-patch+yaml' },
       status: 415,
       reason: 'UnsupportedMediaType',
       errorCode: 'INGRESSD_ERR_UNSUPPORTED_MEDIA_TYPE',
-      names: 'application/merge-patch+json',
+      names: 'server-side apply is not supported',
+      absent: [],
+      kept: [`${ING}/existing`]
+    },
+    {
+      name: 'JSON patch whose test fails',
+      method: 'PATCH',
+      path: `${ING}/existing`,
+      body: JSON.stringify([{ op: 'test', path: '/spec/rules/0/host', value: 'other.example.com' }, { op: 'replace', path: '/spec/rules/0/host', value: 'patched.example.com' }]),
+      headers: { 'content-type': 'application/json-patch+json' },
+      status: 422,
+      reason: 'Invalid',
+      errorCode: 'INGRESSD_ERR_INVALID',
+      names: 'testing value /spec/rules/0/host failed',
       absent: [],
       kept: [`${ING}/existing`]
     },
