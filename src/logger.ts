@@ -85,13 +85,14 @@ export function logServing (logger: Logger, config: Readonly<Config>, store: Obj
   const https = formatAddress(addresses.https)
   const tls = config.adminTls === 'auto' || config.adminTls === 'file'
   const adminUrl = `${tls ? 'https' : 'http'}://${addresses.admin.family === 'IPv6' ? `[${addresses.admin.address}]` : addresses.admin.address}:${addresses.admin.port}`
+  // admin, http and https stay first and in this order: scripts (and bench/run.ts) read them off the line.
   logger.info({
     admin,
+    http,
+    https,
     adminUrl,
     ...(tls ? { adminTls: config.adminTls } : {}),
     ...(adminCaFingerprint === undefined ? {} : { adminCa: adminCaFingerprint }),
-    http,
-    https,
     ...(workers === undefined ? {} : { workers }),
     db: config.db,
     auth: config.adminToken === undefined ? 'none (loopback only)' : 'bearer token',
