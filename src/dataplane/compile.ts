@@ -19,6 +19,8 @@
 import { parseIngressAnnotations, type AnnotationProblem, type IngressSettings } from '../resources/annotations.js'
 import { IngressdError } from '../errors.js'
 import type { AccessSpec } from './policies/access.js'
+import { hasBalancing, selectBalancer } from './balancer.js'
+import { withAppRoot } from './policies/redirect.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress, IngressBackend, PathType } from '../resources/ingress.js'
 import { compilePathRegex, regexPathProblem } from '../resources/path-regex.js'
@@ -90,6 +92,8 @@ interface Candidate {
   settings: Readonly<IngressSettings>
   /** The settings without rewrite, for its default-backend routes (made when first needed). */
   defaultBackendSettings?: Readonly<IngressSettings>
+  /** With balancing annotations: the settings with each route's balancer, by default-backend flag and cookie path (made when first needed). */
+  balancedSettings?: Map<string, Readonly<IngressSettings>>
   /** The full compile only: the report it writes into, and whether a route of it made the table. */
   report?: IngressReport
   inTable?: boolean
@@ -429,7 +433,24 @@ function regexCache (cache: Map<string, RegExp | string>): (path: string) => Reg
   }
 }
 
-function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: string, pathType: PathType, ref: IngressBackend | undefined, hostTls: boolean, regex: RegExp | undefined, defaultBackend: boolean): Route {
+/**
+ * The settings of a route whose ingress has balancing annotations, with the balancer selected for
+ * it (settings.balancer, the proxy's one read). Routes of one ingress share a copy, except that a
+ * sticky route's cookie Path follows its own path.
+ */
+function withBalancer (owner: Candidate, settings: Readonly<IngressSettings>, path: string, regexMode: boolean, defaultBackend: boolean): Readonly<IngressSettings> {
+  const balancer = selectBalancer(settings, path, regexMode)
+  const key = `${defaultBackend ? 'd' : 'p'} ${balancer?.kind === 'sticky' ? balancer.cookiePath : ''}`
+  owner.balancedSettings ??= new Map()
+  let out = owner.balancedSettings.get(key)
+  if (out === undefined) {
+    out = Object.freeze(balancer === undefined ? settings : { ...settings, balancer })
+    owner.balancedSettings.set(key, out)
+  }
+  return out
+}
+
+function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: string, pathType: PathType, ref: IngressBackend | undefined, hostTls: boolean, regex: RegExp | undefined, defaultBackend: boolean, appRoot?: string): Route {
   const backend = ctx.resolver.resolve(owner.namespace, ref)
   if (backend.problem !== undefined) ctx.sink.backendProblem(owner, { service: backend.service, problem: backend.problem })
   let settings = owner.settings
@@ -442,6 +463,9 @@ function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: str
     }
     settings = owner.defaultBackendSettings
   }
+  if (hasBalancing(settings)) settings = withBalancer(owner, settings, path, regex !== undefined, defaultBackend)
+  // The host's app-root holds on every route of the host, whichever ingress set it.
+  if (appRoot !== undefined && settings.redirect?.appRoot !== appRoot) settings = Object.freeze({ ...settings, redirect: withAppRoot(settings.redirect, appRoot) })
   const route: { -readonly [K in keyof Route]: Route[K] } = {
     ingress: owner.ref,
     host,
@@ -456,6 +480,29 @@ function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: str
   const frozen = Object.freeze(route)
   ctx.sink.route(owner, frozen)
   return frozen
+}
+
+/**
+ * The ingress whose app-root holds on the host, among those serving a path or its default backend.
+ * ingress-nginx writes one server-level `if ($uri = /)` per location, in its location order
+ * (longest path first, then descending string order), and the first one answers: the ingress
+ * with the first such path wins, the oldest on a tie. A default backend counts as the path `/`.
+ */
+function hostAppRoot (winners: readonly PathClaim[], fallback: { owner: Candidate } | undefined): Candidate | undefined {
+  let found: { owner: Candidate, path: string } | undefined
+  const candidates = winners.map(c => ({ owner: c.owner, path: c.path === '' ? '/' : c.path }))
+  if (fallback !== undefined) candidates.push({ owner: fallback.owner, path: '/' })
+  for (const c of candidates) {
+    if (c.owner.settings.redirect?.appRoot === undefined) continue
+    if (found === undefined || c.path.length > found.path.length || (c.path.length === found.path.length && (c.path > found.path || (c.path === found.path && compareCandidates(c.owner, found.owner) < 0)))) found = c
+  }
+  return found?.owner
+}
+
+/** Whether a request for `/` matches one of the host's paths. */
+function matchesRoot (matchers: readonly PathMatcher[], regex: readonly Route[]): boolean {
+  if (matchers.some(m => m.kind === MATCH_EXACT || m.kind === MATCH_IMPL ? m.key === '/' : m.key === '')) return true
+  return regex.some(r => r.regex?.exec('/') != null)
 }
 
 /**
@@ -479,6 +526,8 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
     winners.push(claim)
     if (claim.owner.settings.useRegex) regexMode = true
   }
+  const root = hostAppRoot(winners, fallback)
+  const appRoot = root?.settings.redirect?.appRoot
 
   const items: PathItem[] = []
   const regex: Route[] = []
@@ -489,7 +538,7 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
         ctx.sink.pathProblem(claim.owner, { host: claim.host, path: claim.path, message: `the host is in regex mode (use-regex or a rewrite-target with $N on one of its ingresses) and this path is refused as a regular expression: ${compiled}` })
         continue
       }
-      regex.push(makeRoute(ctx, claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, compiled, false))
+      regex.push(makeRoute(ctx, claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, compiled, false, appRoot))
       continue
     }
     const kind = KIND_OF[claim.pathType]
@@ -507,7 +556,14 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
       continue
     }
     kept = item
-    matchers.push({ kind: item.kind, key: item.key, match: staticMatch(makeRoute(ctx, item.claim.owner, item.claim.host, item.claim.path, item.claim.pathType, item.claim.backend, hostTls, undefined, false)) })
+    matchers.push({ kind: item.kind, key: item.key, match: staticMatch(makeRoute(ctx, item.claim.owner, item.claim.host, item.claim.path, item.claim.pathType, item.claim.backend, hostTls, undefined, false, appRoot)) })
+  }
+  // With app-root, `/` redirects even when no path of the host matches it (ingress-nginx's server-level
+  // `if`): the app-root's ingress answers an Exact `/` of its own. Its match length (1) is the
+  // shortest, so it goes last in precedence order.
+  const rootClaim = root === undefined || fallback !== undefined || matchesRoot(matchers, regex) ? undefined : winners.find(c => c.owner === root)
+  if (rootClaim !== undefined) {
+    matchers.push({ kind: MATCH_EXACT, key: '/', match: staticMatch(makeRoute(ctx, rootClaim.owner, host, '/', 'Exact', rootClaim.backend, hostTls, undefined, false, appRoot)) })
   }
 
   const entry: { -readonly [K in keyof HostEntry]: HostEntry[K] } = { exact: EMPTY_MAP, prefix: EMPTY_MAP, impl: EMPTY_MAP, implLengths: NO_LENGTHS }
@@ -527,7 +583,7 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
     entry.regex = regex
   }
   if (fallback !== undefined) {
-    entry.fallback = staticMatch(makeRoute(ctx, fallback.owner, host, '', 'Prefix', fallback.backend, hostTls, undefined, true))
+    entry.fallback = staticMatch(makeRoute(ctx, fallback.owner, host, '', 'Prefix', fallback.backend, hostTls, undefined, true, appRoot))
   }
   return entry
 }

@@ -31,7 +31,10 @@ import { runSteps, type PolicyTable } from './policies/chain.js'
 import { clientCertificateStep } from './policies/client-cert.js'
 import { responseHeadersForStatus } from './policies/external-auth.js'
 import { clientAuthFor, type SniTable } from './sni-table.js'
+import { Balancers, EWMA, putAffinityCookie, type BalancerSpec, type Choice } from './balancer.js'
 import { clientAddress, inRanges, parseRanges, type AddressRanges } from './policies/addresses.js'
+import { redirectAnswer } from './policies/redirect.js'
+import { setUpstreamHeaders } from './policies/upstream-headers.js'
 
 /** The proxy's view of the world: the table to route by, swapped by the reloader. */
 export interface TableSource {
@@ -69,7 +72,7 @@ export function addResponseHeaders (out: Record<string, string | string[]>, extr
   }
 }
 
-type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'>
+type ProxySettings = Pick<Config, 'trustedProxies' | 'proxyConnectTimeoutMs' | 'proxyReadTimeoutMs' | 'proxySendTimeoutMs' | 'proxyBodySize' | 'maxUriLength' | 'maxHeaders' | 'maxHeaderSize' | 'upstreamMaxFails' | 'upstreamFailTimeoutMs' | 'proxyNextUpstreamTries'> & Partial<Pick<Config, 'loadBalance'>>
 
 /** A short plain-text error page: status, code and request id; never an upstream address. */
 export function errorBody (code: ErrorCode, requestId: string): string {
@@ -160,6 +163,12 @@ export function rewriteUri (target: string, match: RouteMatch, path: string, que
   if (!out.startsWith('/')) out = `/${out}`
   if (query === '') return out
   return out.includes('?') ? `${out}&${query.slice(1)}` : out + query
+}
+
+/** The path a request target is routed by (normalized, without the query; '' when it cannot be), for a route resolved without one. */
+function routedPathOf (target: string): string {
+  const q = target.indexOf('?')
+  return normalizeRequestPath(q === -1 ? target : target.slice(0, q)) ?? ''
 }
 
 function origin (u: Upstream): string {
@@ -300,6 +309,10 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     rrCounters.set(backend.key, (start + 1) % 1_000_000_000)
     return fallback
   }
+  // Routes with a balancer (settings.balancer: hash, affinity, ewma, an explicit round_robin), and
+  // every route under INGRESSD_LOAD_BALANCE=ewma, pick through here, after their access checks.
+  const balancers = new Balancers(health, pick)
+  const defaultBalancer: BalancerSpec | undefined = settings.loadBalance === 'ewma' ? EWMA : undefined
 
   // Whether a connection's peer is a trusted proxy: decided once per connection, not per request.
   const trustedPeers = new WeakMap<object, boolean>()
@@ -352,9 +365,9 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   }
 
   /** A step's answer on a connection Fastify does not own (an Upgrade request). */
-  const rawPolicyAnswer = (answer: PolicyAnswer, ctx: PolicyContext, requestId: string): string => {
+  const rawPolicyAnswer = (answer: PolicyAnswer, ctx: PolicyContext | undefined, requestId: string): string => {
     const headers: Record<string, string | string[]> = {}
-    if (ctx.responseHeaders !== undefined) addResponseHeaders(headers, ctx.responseHeaders)
+    if (ctx?.responseHeaders !== undefined) addResponseHeaders(headers, ctx.responseHeaders)
     if (answer.headers !== undefined) addResponseHeaders(headers, answer.headers)
     let lines = ''
     for (const [name, value] of Object.entries(headers)) {
@@ -375,8 +388,9 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   /**
    * Resolves a request to its route and upstream, or the error to answer with. A route whose
    * backend has no endpoints comes back with its error and its match (it may still redirect).
+   * A route with a balancer comes back without an upstream: it picks once its checks have passed.
    */
-  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode, match?: RouteMatch, host?: string } | { match: RouteMatch, upstream: Upstream, path: string, host: string, routedPath: string, query: string } => {
+  const resolve = (req: IncomingMessage, url: string): { code: ErrorCode, match?: RouteMatch, host?: string } | { match: RouteMatch, upstream: Upstream | undefined, path: string, host: string, routedPath: string, query: string } => {
     const host = normalizeHost(requestHost(req.headers))
     if (host === undefined) return { code: 'INGRESSD_ERR_BAD_HOST' }
     const q = url.indexOf('?')
@@ -393,10 +407,13 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE', host }
     const backend = match.route.backend
     if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS', match, host }
-    const target = match.route.settings.rewriteTarget
+    const routeSettings = match.route.settings
+    const target = routeSettings.rewriteTarget
     const query = q === -1 ? '' : url.slice(q)
     const upstreamPath = target === undefined ? path + query : rewriteUri(target, match, path, query)
-    return { match, upstream: pick(backend) as Upstream, path: upstreamPath, host, routedPath: path, query }
+    // Round robin picks here; a route with a balancer picks once its access checks have passed.
+    const upstream = (routeSettings.balancer ?? defaultBalancer) === undefined ? pick(backend) as Upstream : undefined
+    return { match, upstream, path: upstreamPath, host, routedPath: path, query }
   }
 
   /** The HTTPS redirect a resolved request gets on the plain-HTTP listener (ssl-redirect), if any. */
@@ -433,13 +450,32 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       if (answer !== undefined) return sendPolicyAnswer(reply, answer, ctx, requestId)
     }
     if ('code' in resolved) {
+      // A redirect needs no endpoint: a route whose Service is missing or empty still answers it.
+      const redirectSpec = resolved.match?.route.settings.redirect
+      if (redirectSpec !== undefined) {
+        const answer = redirectAnswer(redirectSpec, req, proto, routedPathOf(checked.target))
+        if (answer !== undefined) {
+          reply.ingressd = { route: (resolved.match as RouteMatch).route }
+          return sendPolicyAnswer(reply, answer, ctx, requestId)
+        }
+      }
       // The built-in default backend answers its health path, as ingress-nginx's does.
       if (resolved.code === 'INGRESSD_ERR_NO_ROUTE' && req.url === '/healthz') return reply.code(200).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send('ok\n')
       return sendError(reply, resolved.code, requestId)
     }
-    const { match, upstream } = resolved
+    const { match } = resolved
+    let upstream = resolved.upstream
     const s = match.route.settings
     reply.ingressd = { route: match.route, upstream }
+    // permanent-redirect, temporal-redirect, app-root: before the route's chain, as nginx's
+    // `return` runs in its rewrite phase, before access checks and limits (docs/annotations.md).
+    if (s.redirect !== undefined) {
+      const answer = redirectAnswer(s.redirect, req, proto, resolved.routedPath)
+      if (answer !== undefined) {
+        reply.ingressd.upstream = undefined
+        return sendPolicyAnswer(reply, answer, ctx, requestId)
+      }
+    }
     // The route's policy chain: nothing at all for a route without access-control annotations.
     if (s.access !== undefined) {
       ctx ??= policyContext(req, resolved.host, resolved.routedPath, resolved.query, requestId)
@@ -455,8 +491,25 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         return sendPolicyAnswer(reply, answer, ctx, requestId)
       }
     }
+    // A balanced route picks now (ingress-nginx's balancer runs after the access phase); an
+    // affinity cookie for a new session joins the response headers.
+    let balancer: BalancerSpec | undefined
+    let choice: Choice | undefined
+    if (upstream === undefined) {
+      balancer = (s.balancer ?? defaultBalancer) as BalancerSpec
+      ctx ??= policyContext(req, resolved.host, resolved.routedPath, resolved.query, requestId)
+      // A sticky route's headers may get a cookie on a retry too: the response must read them then.
+      if (balancer.kind === 'sticky') ctx.responseHeaders ??= {}
+      choice = balancers.choose(balancer, match.route.backend, ctx, peerTrusted(req))
+      if (choice === undefined) return sendError(reply, 'INGRESSD_ERR_NO_ENDPOINTS', requestId)
+      upstream = choice.upstream
+      if (choice.cookie !== undefined) putAffinityCookie(ctx, choice.cookie)
+      reply.ingressd.upstream = upstream
+    }
     const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
     if (ctx?.upstreamHeaders !== undefined) editHeaders(headers, ctx.upstreamHeaders)
+    // upstream-vhost and x-forwarded-prefix, over the chain's edits.
+    if (s.upstreamHeaders !== undefined) setUpstreamHeaders(s.upstreamHeaders, headers, match, resolved.host)
     // The chain's response headers (CORS, an auth service's cookies) join the listener's; which
     // cookies go depends on the upstream's status, as nginx's add_header decides.
     const policyCtx = ctx
@@ -530,6 +583,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     let target = upstream
     const sentAt = performance.now()
     for (let tries = 1; ; tries++) {
+      const attemptAt = balancer === undefined ? 0 : performance.now()
       try {
         attempt = new UpstreamAttempt(res, requestId, info, extraHeaders, () => {
           // The response has started: from here on the attempt writes to the client itself.
@@ -550,6 +604,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         }, attempt)
         await attempt.started
         health.recordSuccess(target)
+        if (balancer !== undefined) balancers.observe(balancer, match.route.backend, target, performance.now() - attemptAt)
         return reply
       } catch (err) {
         const code = upstreamErrorCode(err)
@@ -561,7 +616,16 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         request.log.warn({ err: { code: (err as { code?: string }).code, message: (err as Error).message }, upstream: `${target.host}:${target.port}`, attempt: tries }, 'upstream request failed')
         const neverConnected = NEVER_CONNECTED.has(String((err as { code?: unknown }).code ?? ''))
         const retriable = neverConnected || (idempotent && (code === 'INGRESSD_ERR_UPSTREAM_UNREACHABLE' || code === 'INGRESSD_ERR_UPSTREAM_RESET'))
-        const next = tries < maxTries && retriable && !clientGone && !res.headersSent ? pick(match.route.backend, tried) : undefined
+        let next: Upstream | undefined
+        if (tries < maxTries && retriable && !clientGone && !res.headersSent) {
+          if (balancer === undefined || ctx === undefined) next = pick(match.route.backend, tried)
+          else {
+            const again = balancers.choose(balancer, match.route.backend, ctx, peerTrusted(req), tried, choice)
+            if (again?.cookie !== undefined && again.cookie !== choice?.cookie) putAffinityCookie(ctx, again.cookie, choice?.cookie)
+            if (again !== undefined) choice = again
+            next = again?.upstream
+          }
+        }
         if (next !== undefined) {
           tried.add(next)
           target = next
@@ -606,6 +670,15 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         return
       }
     }
+    // Redirect annotations answer an upgrade as any request, endpoints or not.
+    const redirectSpec = 'match' in resolved ? resolved.match?.route.settings.redirect : undefined
+    if (redirectSpec !== undefined && !('code' in checked)) {
+      const answer = redirectAnswer(redirectSpec, req, proto, 'routedPath' in resolved ? resolved.routedPath : routedPathOf(checked.target))
+      if (answer !== undefined) {
+        socket.end(rawPolicyAnswer(answer, certCtx, requestId))
+        return
+      }
+    }
     if ('code' in resolved) {
       socket.end(rawErrorResponse(resolved.code, requestId))
       return
@@ -630,13 +703,27 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   }
 
   /** Opens the upstream connection of an upgrade and tunnels bytes both ways once it is made. */
-  function tunnel (req: IncomingMessage, socket: Socket, head: Buffer, resolved: { match: RouteMatch, upstream: Upstream, path: string }, requestId: string, ctx: PolicyContext | undefined): void {
+  function tunnel (req: IncomingMessage, socket: Socket, head: Buffer, resolved: { match: RouteMatch, upstream: Upstream | undefined, path: string, host: string, routedPath: string, query: string }, requestId: string, ctx: PolicyContext | undefined): void {
+    let endpoint = resolved.upstream
+    if (endpoint === undefined) {
+      // A balanced route: the key or the client's affinity cookie picks the endpoint. A new
+      // session's cookie is not added: the upstream's 101 goes to the client byte for byte.
+      const balancer = (resolved.match.route.settings.balancer ?? defaultBalancer) as BalancerSpec
+      const choice = balancers.choose(balancer, resolved.match.route.backend, ctx ?? policyContext(req, resolved.host, resolved.routedPath, resolved.query, requestId), peerTrusted(req))
+      if (choice === undefined) {
+        socket.end(rawErrorResponse('INGRESSD_ERR_NO_ENDPOINTS', requestId))
+        return
+      }
+      endpoint = choice.upstream
+    }
     const headers = upstreamRequestHeaders(req.headers, facts(req, requestId), peerTrusted(req))
     if (ctx?.upstreamHeaders !== undefined) editHeaders(headers, ctx.upstreamHeaders)
+    const upstreamHeaders = resolved.match.route.settings.upstreamHeaders
+    if (upstreamHeaders !== undefined) setUpstreamHeaders(upstreamHeaders, headers, resolved.match, resolved.host)
     headers.connection = 'upgrade'
     if (req.headers.upgrade !== undefined) headers.upgrade = req.headers.upgrade
     const connectTimeout = resolved.match.route.settings.connectTimeoutMs ?? settings.proxyConnectTimeoutMs
-    const upstream = connect({ host: resolved.upstream.host, port: resolved.upstream.port })
+    const upstream = connect({ host: endpoint.host, port: endpoint.port })
     const timer = setTimeout(() => upstream.destroy(Object.assign(new Error('connect timeout'), { code: 'UND_ERR_CONNECT_TIMEOUT' })), connectTimeout)
     upstream.once('connect', () => {
       clearTimeout(timer)

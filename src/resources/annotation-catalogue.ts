@@ -27,14 +27,20 @@ const implemented = [
   'limit-rps', 'limit-rpm', 'limit-burst-multiplier', 'limit-connections', 'limit-whitelist', 'limit-allowlist',
   'enable-cors', 'cors-allow-origin', 'cors-allow-methods', 'cors-allow-headers', 'cors-expose-headers',
   'cors-allow-credentials', 'cors-max-age',
-  'satisfy'
+  'satisfy',
+  'permanent-redirect', 'permanent-redirect-code', 'temporal-redirect', 'temporal-redirect-code', 'app-root',
+  'upstream-vhost', 'x-forwarded-prefix',
+  'load-balance', 'upstream-hash-by', 'upstream-hash-by-subset', 'upstream-hash-by-subset-size',
+  'affinity', 'affinity-mode', 'session-cookie-name', 'session-cookie-path', 'session-cookie-domain',
+  'session-cookie-max-age', 'session-cookie-expires', 'session-cookie-samesite',
+  'session-cookie-conditional-samesite-none', 'session-cookie-secure', 'session-cookie-change-on-failure'
 ]
 
 const noEffect = [
-  'load-balance',
   'client-body-buffer-size', 'proxy-buffering', 'proxy-buffer-size', 'proxy-buffers-number', 'proxy-busy-buffers-size',
   'proxy-max-temp-file-size', 'proxy-request-buffering', 'enable-rewrite-log', 'http2-push-preload',
-  'auth-keepalive', 'auth-keepalive-requests', 'auth-keepalive-share-vars', 'auth-keepalive-timeout', 'enable-global-auth'
+  'auth-keepalive', 'auth-keepalive-requests', 'auth-keepalive-share-vars', 'auth-keepalive-timeout', 'enable-global-auth',
+  'service-upstream'
 ]
 
 const denying = [
@@ -53,14 +59,8 @@ const ignored = [
   'proxy-http-version', 'proxy-next-upstream', 'proxy-next-upstream-timeout', 'proxy-next-upstream-tries',
   'proxy-redirect-from', 'proxy-redirect-to', 'proxy-ssl-ciphers', 'proxy-ssl-name', 'proxy-ssl-protocols',
   'proxy-ssl-secret', 'proxy-ssl-server-name', 'proxy-ssl-verify', 'proxy-ssl-verify-depth', 'limit-rate',
-  'limit-rate-after', 'from-to-www-redirect', 'permanent-redirect', 'permanent-redirect-code', 'temporal-redirect',
-  'temporal-redirect-code', 'app-root', 'preserve-trailing-slash', 'ssl-ciphers', 'ssl-prefer-server-ciphers',
-  'ssl-passthrough', 'service-upstream', 'affinity', 'affinity-canary-behavior', 'affinity-mode',
-  'session-cookie-change-on-failure', 'session-cookie-conditional-samesite-none', 'session-cookie-domain',
-  'session-cookie-expires', 'session-cookie-max-age', 'session-cookie-name', 'session-cookie-partitioned',
-  'session-cookie-path', 'session-cookie-samesite', 'session-cookie-secure', 'upstream-hash-by',
-  'upstream-hash-by-subset', 'upstream-hash-by-subset-size', 'upstream-vhost', 'use-port-in-redirects',
-  'x-forwarded-prefix'
+  'limit-rate-after', 'from-to-www-redirect', 'preserve-trailing-slash', 'ssl-ciphers', 'ssl-prefer-server-ciphers',
+  'ssl-passthrough', 'affinity-canary-behavior', 'session-cookie-partitioned', 'use-port-in-redirects'
 ]
 
 function table (): ReadonlyMap<string, AnnotationState> {

@@ -9,6 +9,10 @@ import { NGINX_PREFIX } from './annotation-prefix.js'
 import { annotationState } from './annotation-catalogue.js'
 import { parseAccessAnnotations, type AccessSpec } from '../dataplane/policies/access.js'
 import type { AnnotationProblem } from '../dataplane/policies/policy.js'
+import { parseBalancingAnnotations, type BalancerSpec, type LoadBalanceAlgorithm, type UpstreamHashSpec } from '../dataplane/balancer.js'
+import type { AffinitySpec } from '../dataplane/policies/affinity.js'
+import { parseRedirect, type RedirectSpec } from '../dataplane/policies/redirect.js'
+import { parseUpstreamHeaders, type UpstreamHeadersSpec } from '../dataplane/policies/upstream-headers.js'
 
 export { NGINX_PREFIX }
 export type { AnnotationProblem }
@@ -31,9 +35,23 @@ export interface IngressSettings {
   /** proxy-body-size, in bytes; Infinity = unlimited ("0") */
   bodySizeLimit?: number
   /** load-balance */
-  loadBalance?: 'round_robin' | 'ewma'
+  loadBalance?: LoadBalanceAlgorithm
+  /** upstream-hash-by (+ -subset, -subset-size): consistent hashing on an nginx-variable key, compiled once */
+  upstreamHash?: UpstreamHashSpec
+  /** affinity: cookie, affinity-mode and session-cookie-* */
+  affinity?: AffinitySpec
+  /**
+   * How the route picks its endpoint, from loadBalance, upstreamHash and affinity: set per route
+   * by the route compile (compile.ts, selectBalancer), never by parsing. Undefined: the gateway's
+   * default (INGRESSD_LOAD_BALANCE).
+   */
+  balancer?: BalancerSpec
   /** The access-control annotations (source ranges, auth, limits, CORS), when the ingress has any; compiled into the route's policy chain. */
   access?: AccessSpec
+  /** permanent-redirect, temporal-redirect, app-root: the route answers with a redirect (the host's app-root, once compiled: compile.ts) */
+  redirect?: RedirectSpec
+  /** upstream-vhost, x-forwarded-prefix: the Host and X-Forwarded-Prefix sent upstream */
+  upstreamHeaders?: UpstreamHeadersSpec
 }
 
 /** What parsing an ingress's annotations gives. */
@@ -140,7 +158,9 @@ const HANDLERS: Record<string, Handler> = {
     if (value !== 'round_robin' && value !== 'ewma') return LOAD_BALANCE_MESSAGE
     s.loadBalance = value
     return undefined
-  }
+  },
+  // Accepted with no effect (docs/annotations.md, service-upstream), but a malformed value is refused as ingress-nginx's bool validator refuses it.
+  'service-upstream': (value) => parseBoolean(value) === undefined ? BOOLEAN_MESSAGE : undefined
 }
 
 /**
@@ -182,5 +202,15 @@ export function parseIngressAnnotations (annotations: Record<string, string> | u
   out.problems.push(...access.problems)
   out.denials.push(...access.denials)
   if (access.spec !== undefined) settings.access = access.spec
+  const balancing = parseBalancingAnnotations(name => values.get(name))
+  out.problems.push(...balancing.problems)
+  if (balancing.upstreamHash !== undefined) settings.upstreamHash = balancing.upstreamHash
+  if (balancing.affinity !== undefined) settings.affinity = balancing.affinity
+  const redirect = parseRedirect(name => values.get(name))
+  out.problems.push(...redirect.problems)
+  if (redirect.spec !== undefined) settings.redirect = redirect.spec
+  const upstreamHeaders = parseUpstreamHeaders(name => values.get(name), settings.rewriteTarget !== undefined)
+  out.problems.push(...upstreamHeaders.problems)
+  if (upstreamHeaders.spec !== undefined) settings.upstreamHeaders = upstreamHeaders.spec
   return out
 }

@@ -89,14 +89,14 @@ t.test('snippets are refused, unknown nginx keys ignored', async t => {
     [`${P}auth-snippet`]: 'x',
     [`${P}stream-snippet`]: 'x',
     [`${P}enable-opentelemetry`]: 'true',
-    [`${P}affinity`]: 'cookie',
+    [`${P}mirror-target`]: 'https://mirror.example.com',
     [`${P}ssl-redirect`]: 'false',
     'other.io/anything': 'x'
   })
   t.same(out.settings, { ...DEFAULTS, sslRedirect: false })
   t.same(out.problems.map(p => p.key), [`${P}auth-snippet`, `${P}configuration-snippet`, `${P}server-snippet`, `${P}stream-snippet`])
   for (const p of out.problems) t.match(p.message, /accepts no raw nginx configuration/)
-  t.same(out.ignored, [`${P}affinity`, `${P}enable-opentelemetry`])
+  t.same(out.ignored, [`${P}enable-opentelemetry`, `${P}mirror-target`])
 })
 
 t.test('useRegex agrees with usesRegexPaths (the write-time check)', async t => {
