@@ -1,6 +1,6 @@
 /**
  * Soak on loopback: sustained keep-alive load on a stable route, config churn on other hosts and
- * a couple of thousand idle client sockets, all at once for SOAK_SECONDS (75 by default, so the
+ * a couple of thousand idle client sockets, all at once for SOAK_SECONDS (60 by default, so the
  * suite stays well under its budget; set it higher for a manual run, with tap's `--timeout=0`).
  * No request on the stable route may fail, memory must stay flat, every idle socket must be held
  * for the whole run and close cleanly at the end.
@@ -22,7 +22,7 @@ import { apply, serviceManifests } from '../helpers/backends.js'
 
 const ING = '/apis/networking.k8s.io/v1/namespaces/default/ingresses'
 const EPS = '/api/v1/namespaces/default/endpoints'
-const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 75)
+const SOAK_SECONDS = Number(process.env.SOAK_SECONDS ?? 60)
 const SAMPLE_MS = 5000
 const LOAD_CONNECTIONS = 16
 const MAX_EXTRA_INGRESSES = 200
