@@ -19,7 +19,8 @@
 import { parseIngressAnnotations, type AnnotationProblem, type IngressSettings } from '../resources/annotations.js'
 import { IngressdError } from '../errors.js'
 import type { AccessSpec } from './policies/access.js'
-import { hasBalancing, selectBalancer } from './balancer.js'
+import { hasBalancing, selectBalancer, type BalancerSpec } from './balancer.js'
+import { compileCanary, type Canary } from './policies/canary.js'
 import { withAppRoot } from './policies/redirect.js'
 import type { Endpoints } from '../resources/endpoints.js'
 import type { Ingress, IngressBackend, PathType } from '../resources/ingress.js'
@@ -54,7 +55,7 @@ export interface IngressReport {
   name: string
   /** false when its class is not ours, or nothing of it made it into the table. */
   served: boolean
-  /** 'IngressClassNotServed' | 'Conflict' | 'NoRoutes' | 'Invalid' | 'InternalError' when not served. */
+  /** 'IngressClassNotServed' | 'Conflict' | 'NoRoutes' | 'NoMainIngress' | 'Invalid' | 'InternalError' when not served. */
   reason?: string
   message?: string
   conflicts: IngressConflict[]
@@ -398,7 +399,8 @@ function readIngress (ing: Ingress, owner: Candidate): ReadIngress {
       claims.push({ owner, host, path, pathType, backend: p?.backend ?? undefined })
     }
   }
-  const defaultBackend = spec?.defaultBackend ?? undefined
+  // A canary serves nothing of its own, its default backend included (ingressd does not split the catch-all).
+  const defaultBackend = owner.settings.canary === undefined ? spec?.defaultBackend ?? undefined : undefined
   return { rules: rules.length, hosts, claims, defaultBackend }
 }
 
@@ -408,6 +410,8 @@ interface BuildSink {
   backendProblem: (owner: Candidate, problem: { service: string, problem: string }) => void
   conflict: (owner: Candidate, conflict: IngressConflict) => void
   pathProblem: (owner: Candidate, problem: { host: string, path: string, message: string }) => void
+  /** A canary ingress split a main route: it counts as served, and its backend's changes rebuild the host. */
+  canary: (owner: Candidate, backend: Backend) => void
 }
 
 interface BuildContext {
@@ -450,7 +454,39 @@ function withBalancer (owner: Candidate, settings: Readonly<IngressSettings>, pa
   return out
 }
 
-function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: string, pathType: PathType, ref: IngressBackend | undefined, hostTls: boolean, regex: RegExp | undefined, defaultBackend: boolean, appRoot?: string): Route {
+/**
+ * The canary of a main route (`main`, not yet frozen): the main route with the canary's backend,
+ * and the canary's balancer as affinity-canary-behavior says: sticky (the default) gives the
+ * canary the main route's cookie affinity in place of its own, as ingress-nginx copies the main
+ * backend's session affinity; legacy keeps the canary's own. load-balance and upstream-hash-by
+ * stay the canary's own.
+ */
+function makeCanary (ctx: BuildContext, claim: PathClaim, main: Omit<Route, 'canary'>, regexMode: boolean): Canary {
+  const owner = claim.owner
+  const spec = owner.settings.canary as NonNullable<IngressSettings['canary']>
+  const backend = ctx.resolver.resolve(owner.namespace, claim.backend)
+  if (backend.problem !== undefined) ctx.sink.backendProblem(owner, { service: backend.service, problem: backend.problem })
+  ctx.sink.canary(owner, backend)
+  const mainBalancer = main.settings.balancer
+  let balancer: BalancerSpec | undefined
+  if (spec.affinityBehavior === 'sticky') {
+    const own = { ...owner.settings }
+    delete own.affinity
+    balancer = mainBalancer?.kind === 'sticky' ? mainBalancer : selectBalancer(own, main.path, regexMode)
+  } else {
+    balancer = selectBalancer(owner.settings, main.path, regexMode)
+  }
+  let settings = main.settings
+  if (balancer !== settings.balancer) {
+    const copy = { ...settings }
+    if (balancer === undefined) delete copy.balancer
+    else copy.balancer = balancer
+    settings = Object.freeze(copy)
+  }
+  return compileCanary(spec, Object.freeze({ ...main, backend, settings }), main.backend, mainBalancer)
+}
+
+function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: string, pathType: PathType, ref: IngressBackend | undefined, hostTls: boolean, regex: RegExp | undefined, defaultBackend: boolean, appRoot?: string, canary?: PathClaim): Route {
   const backend = ctx.resolver.resolve(owner.namespace, ref)
   if (backend.problem !== undefined) ctx.sink.backendProblem(owner, { service: backend.service, problem: backend.problem })
   let settings = owner.settings
@@ -477,6 +513,7 @@ function makeRoute (ctx: BuildContext, owner: Candidate, host: string, path: str
   }
   if (regex !== undefined) route.regex = regex
   if (defaultBackend) route.defaultBackend = true
+  if (canary !== undefined) route.canary = makeCanary(ctx, canary, { ...route }, regex !== undefined)
   const frozen = Object.freeze(route)
   ctx.sink.route(owner, frozen)
   return frozen
@@ -514,6 +551,16 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
   const conflict = (loser: PathClaim, winner: PathClaim): void => {
     ctx.sink.conflict(loser.owner, { host: loser.host, path: loser.path, pathType: loser.pathType, winner: winner.owner.id })
   }
+  // Canary ingresses claim nothing: each splits the main route with its host, path and pathType.
+  const canaries = claims.some(isCanaryClaim) ? takeCanaries(claims, conflict) : undefined
+  if (canaries !== undefined) claims = claims.filter(c => !isCanaryClaim(c))
+  const canaryOf = (claim: PathClaim): PathClaim | undefined => {
+    if (canaries === undefined) return undefined
+    const key = `${claim.pathType} ${claim.path}`
+    const found = canaries.get(key)
+    if (found !== undefined) canaries.delete(key)
+    return found
+  }
   if (claims.length > 1) claims.sort(compareClaims)
   const winners: PathClaim[] = []
   let regexMode = false
@@ -538,7 +585,7 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
         ctx.sink.pathProblem(claim.owner, { host: claim.host, path: claim.path, message: `the host is in regex mode (use-regex or a rewrite-target with $N on one of its ingresses) and this path is refused as a regular expression: ${compiled}` })
         continue
       }
-      regex.push(makeRoute(ctx, claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, compiled, false, appRoot))
+      regex.push(makeRoute(ctx, claim.owner, claim.host, claim.path, claim.pathType, claim.backend, hostTls, compiled, false, appRoot, canaryOf(claim)))
       continue
     }
     const kind = KIND_OF[claim.pathType]
@@ -556,7 +603,7 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
       continue
     }
     kept = item
-    matchers.push({ kind: item.kind, key: item.key, match: staticMatch(makeRoute(ctx, item.claim.owner, item.claim.host, item.claim.path, item.claim.pathType, item.claim.backend, hostTls, undefined, false, appRoot)) })
+    matchers.push({ kind: item.kind, key: item.key, match: staticMatch(makeRoute(ctx, item.claim.owner, item.claim.host, item.claim.path, item.claim.pathType, item.claim.backend, hostTls, undefined, false, appRoot, canaryOf(item.claim))) })
   }
   // With app-root, `/` redirects even when no path of the host matches it (ingress-nginx's server-level
   // `if`): the app-root's ingress answers an Exact `/` of its own. Its match length (1) is the
@@ -585,7 +632,38 @@ function buildHost (host: string, claims: PathClaim[], fallback: { owner: Candid
   if (fallback !== undefined) {
     entry.fallback = staticMatch(makeRoute(ctx, fallback.owner, host, '', 'Prefix', fallback.backend, hostTls, undefined, true, appRoot))
   }
+  for (const c of canaries?.values() ?? []) {
+    ctx.sink.pathProblem(c.owner, { host: c.host, path: c.path, message: `${NO_MAIN_INGRESS} (${c.pathType}); a canary ingress only splits the traffic of a main (non-canary) ingress with the same host, path and pathType, and serves nothing of its own` })
+  }
   return entry
+}
+
+/** How a canary's path without a main route is reported (finishReport looks for it). */
+const NO_MAIN_INGRESS = 'canary: no main ingress serves this host, path and pathType'
+
+function isCanaryClaim (claim: PathClaim): boolean {
+  return claim.owner.settings.canary !== undefined
+}
+
+/**
+ * The canary claims of a host by `pathType path`: the oldest canary of each; the others lose to
+ * it, as ingress-nginx takes only the first alternative backend.
+ */
+function takeCanaries (claims: readonly PathClaim[], conflict: (loser: PathClaim, winner: PathClaim) => void): Map<string, PathClaim> {
+  const list = claims.filter(isCanaryClaim).sort(compareClaims)
+  const out = new Map<string, PathClaim>()
+  for (const claim of list) {
+    const key = `${claim.pathType} ${claim.path}`
+    const first = out.get(key)
+    if (first === undefined) out.set(key, claim)
+    else if (first.owner !== claim.owner) conflict(claim, first)
+  }
+  return out
+}
+
+/** A host named only by canary ingresses gets no entry: a canary is never a host of its own, so such a host falls through to the host-less rules and the catch-all. */
+function canaryOnly (claims: readonly PathClaim[], fallback: unknown): boolean {
+  return fallback === undefined && claims.length > 0 && claims.every(isCanaryClaim)
 }
 
 /** Step 4: whether an ingress is served, and why not. */
@@ -598,6 +676,9 @@ function finishReport (report: IngressReport, inTable: boolean): void {
   if (report.conflicts.length > 0) {
     report.reason = 'Conflict'
     report.message = `every path of this ingress is claimed by an older ingress: ${[...new Set(report.conflicts.map(c => c.winner))].join(', ')}`
+  } else if (report.pathProblems.length > 0 && report.pathProblems.every(p => p.message.startsWith(NO_MAIN_INGRESS))) {
+    report.reason = 'NoMainIngress'
+    report.message = 'a canary ingress serves nothing of its own, and no main ingress serves its host, path and pathType (see PathsCompiled)'
   } else {
     report.reason = 'NoRoutes'
     report.message = report.pathProblems.length > 0
@@ -699,14 +780,17 @@ function compile (snapshot: RouteSnapshot, options: CompileOptions, generation: 
       route: (owner, route) => { owner.inTable = true; routes.push(route) },
       backendProblem: (owner, problem) => { pushBackendProblem((owner.report as IngressReport).backendProblems, problem) },
       conflict: (owner, c) => { (owner.report as IngressReport).conflicts.push(c) },
-      pathProblem: (owner, p) => { (owner.report as IngressReport).pathProblems.push(p) }
+      pathProblem: (owner, p) => { (owner.report as IngressReport).pathProblems.push(p) },
+      canary: (owner) => { owner.inTable = true }
     }
   }
   const hosts = new Map<string, HostEntry>()
   const wildcards = new Map<string, HostEntry>()
   let hostless: HostEntry | undefined
   for (const [host, build] of hostBuilds) {
+    const skip = canaryOnly(build.claims, build.fallback)
     const entry = buildHost(host, build.claims, build.fallback, tls.covers(host), ctx)
+    if (skip) continue
     if (host === '') hostless = entry
     else if (host.startsWith('*.')) wildcards.set(host.slice(2), entry)
     else hosts.set(host, entry)
@@ -780,6 +864,8 @@ interface HostResult {
   readonly fallbackConflicts: ReadonlyMap<Candidate, IngressConflict>
   /** `namespace/service` of every backend its routes use, each once. */
   readonly serviceIds: readonly string[]
+  /** Only canary ingresses name it: it is not published (see canaryOnly). */
+  readonly canaryOnly: boolean
 }
 
 interface HostState {
@@ -847,6 +933,11 @@ class HostRecorder implements BuildSink {
     const e = this.#of(owner)
     if (e.pathProblems === NOTHING) e.pathProblems = []
     e.pathProblems.push(problem)
+  }
+
+  canary (owner: Candidate, backend: Backend): void {
+    this.#of(owner).inTable = true
+    this.#backends.add(backend)
   }
 }
 
@@ -1081,7 +1172,7 @@ export class RouteCompiler {
         }
         hostsOf.add(host)
       }
-      setEntry(host, result.entry)
+      setEntry(host, result.canaryOnly ? undefined : result.entry)
       for (const m of state.members) dirtyIngresses.add(m)
     }
 
@@ -1100,7 +1191,7 @@ export class RouteCompiler {
         const ctx: BuildContext = {
           resolver: this.#resolver,
           regex: this.#context.regex,
-          sink: { route: (_o, r) => { route = r }, backendProblem: (_o, p) => { problem = p }, conflict: () => {}, pathProblem: () => {} }
+          sink: { route: (_o, r) => { route = r }, backendProblem: (_o, p) => { problem = p }, conflict: () => {}, pathProblem: () => {}, canary: () => {} }
         }
         const match = staticMatch(makeRoute(ctx, winner.candidate as Candidate, '', '', 'Prefix', winner.read?.defaultBackend, false, undefined, true))
         const serviceId = serviceIdOf((route as Route).backend)
@@ -1276,6 +1367,7 @@ export class RouteCompiler {
     }
     const recorder = this.#recorder
     recorder.start()
+    const skip = canaryOnly(claims, fallback)
     const entry = buildHost(host, claims, fallback, this.#tls.covers(host), this.#context)
     const first = members[0] as IngressState
     const result: HostResult = {
@@ -1286,7 +1378,8 @@ export class RouteCompiler {
       firstIndex: first.read?.hosts.indexOf(host) ?? 0,
       events: recorder.events,
       fallbackConflicts: fallbackConflicts ?? NO_CONFLICTS,
-      serviceIds: recorder.serviceIds()
+      serviceIds: recorder.serviceIds(),
+      canaryOnly: skip
     }
     RESULT_OF.set(entry, result)
     return result

@@ -26,7 +26,7 @@ import { requestHasBody, requestHost } from './http2-compat.js'
 import { createHttpsRedirect, redirectBody, sendHttpsRedirect, type HttpsRedirect, type HttpsRedirectOptions } from './ssl-redirect.js'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { STATUS_CODES } from 'node:http'
-import type { PolicyAnswer, PolicyContext } from './policies/policy.js'
+import type { PolicyAnswer, PolicyContext, SecretLookup } from './policies/policy.js'
 import { runSteps, type PolicyTable } from './policies/chain.js'
 import { clientCertificateStep } from './policies/client-cert.js'
 import { responseHeadersForStatus } from './policies/external-auth.js'
@@ -35,6 +35,11 @@ import { Balancers, EWMA, putAffinityCookie, type BalancerSpec, type Choice } fr
 import { clientAddress, inRanges, parseRanges, type AddressRanges } from './policies/addresses.js'
 import { redirectAnswer } from './policies/redirect.js'
 import { setUpstreamHeaders } from './policies/upstream-headers.js'
+import { answerGrpcStatus, endGrpcWithStatus, grpcMessageFor, grpcStatusFor, isGrpcRequest, parseGrpcTimeout } from './grpc.js'
+import { Http2Sessions, forwardOverHttp2 } from './http2-upstream.js'
+import { usesHttp2 } from './backend-protocol.js'
+import { UpstreamTlsConnections } from './upstream-tls.js'
+import { chooseCanary } from './policies/canary.js'
 
 /** The proxy's view of the world: the table to route by, swapped by the reloader. */
 export interface TableSource {
@@ -43,6 +48,8 @@ export interface TableSource {
   readonly policies?: PolicyTable
   /** The SNI table compiled with `current`: which hosts require client certificates (auth-tls-*). */
   readonly sni?: SniTable | undefined
+  /** The Secrets of the snapshot `current` came from: proxy-ssl-secret is read from them. */
+  readonly secrets?: SecretLookup | undefined
 }
 
 /** What the proxy needs for access control beyond the tables. */
@@ -173,6 +180,10 @@ function routedPathOf (target: string): string {
 
 function origin (u: Upstream): string {
   return u.host.includes(':') ? `http://[${u.host}]:${u.port}` : `http://${u.host}:${u.port}`
+}
+
+function secureOrigin (u: Upstream): string {
+  return u.host.includes(':') ? `https://[${u.host}]:${u.port}` : `https://${u.host}:${u.port}`
 }
 
 /** The error an attempt is aborted with: named as AbortController's are, which the error mapping reads as a timeout. */
@@ -397,7 +408,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const path = normalizeRequestPath(q === -1 ? url : url.slice(0, q))
     if (path === undefined) return { code: 'INGRESSD_ERR_BAD_PATH' }
     const table = tables.current
-    const match = table.find(host, path)
+    let match = table.find(host, path)
     // A backend that decodes %2F or %5C, or takes `\` for `/`, reads another path than the one
     // routed: refused when that reading falls under another rule (docs/routing.md). One table for
     // every lookup, so a reload in between cannot make the same rule look like two.
@@ -405,6 +416,9 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
       if (reading === undefined || table.find(host, reading)?.route !== match?.route) return { code: 'INGRESSD_ERR_AMBIGUOUS_PATH' }
     }
     if (match === undefined) return { code: 'INGRESSD_ERR_NO_ROUTE', host }
+    // A canary ingress may take the request (policies/canary.ts): one property read on other routes.
+    const canary = match.route.canary
+    if (canary !== undefined) match = chooseCanary(canary, match, req)
     const backend = match.route.backend
     if (backend.upstreams.length === 0) return { code: 'INGRESSD_ERR_NO_ENDPOINTS', match, host }
     const routeSettings = match.route.settings
@@ -423,6 +437,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   }
 
   const sendError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
+    // A gRPC client reads grpc-status, not an error page: the same failure in its terms (grpc.ts).
+    if (isGrpcRequest(reply.request.raw.headers)) return sendGrpcError(reply, code, requestId)
     const status = ERROR_CODES[code].status
     // As nginx does: after a 400 (maybe a framing error), 413 (an unread body), 414 or 431, the
     // connection carries no further request.
@@ -430,6 +446,70 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     // A body still on its way is not read: the answer must survive the close (lingering close).
     answerBeforeBody(reply.request.raw, reply.raw)
     return reply.code(status).header('content-type', 'text/plain; charset=utf-8').header('server', 'ingressd').header('x-request-id', requestId).send(errorBody(code, requestId))
+  }
+
+  /** The gateway's own failure as a gRPC status: HTTP 200, trailers-only (grpc.ts). */
+  const sendGrpcError = (reply: FastifyReply, code: ErrorCode, requestId: string): FastifyReply => {
+    reply.hijack()
+    const type = String(reply.request.raw.headers['content-type'])
+    answerGrpcStatus(reply.raw, grpcStatusFor(code), grpcMessageFor(code, requestId), { ...responseHeaders, server: 'ingressd', 'x-request-id': requestId }, type.startsWith('application/grpc-web') ? type : 'application/grpc')
+    return reply
+  }
+
+  // TLS to HTTPS and GRPCS upstreams (proxy-ssl-*): options and agents, kept across tables.
+  const upstreamTls = new UpstreamTlsConnections(() => tables.secrets)
+
+  // HTTP/2 sessions to GRPC, GRPCS and H2C upstreams (http2-upstream.ts): kept across tables.
+  const http2Sessions = new Http2Sessions()
+
+  /**
+   * A route whose backend-protocol speaks HTTP/2 upstream (GRPC: h2c, GRPCS: h2 over TLS, H2C):
+   * one stream on the endpoint's shared session. The client's grpc-timeout bounds the exchange;
+   * proxy-read-timeout bounds any silence in it. Failures before the response are the gateway's
+   * answer (a gRPC status for a gRPC request); after it, a gRPC response ends with a status in its
+   * trailers, and any other is cut.
+   */
+  async function forwardHttp2 (reply: FastifyReply, s: RouteMatch['route']['settings'], upstream: Upstream, path: string, headers: Record<string, string | string[]>, extraHeaders: Readonly<Record<string, string>> | ((status: number) => Readonly<Record<string, string | string[]>>) | undefined, requestId: string): Promise<FastifyReply> {
+    const req = reply.request.raw
+    const res = reply.raw
+    const info = reply.ingressd
+    http2Sessions.retain(tables.current, usesHttp2)
+    const grpc = isGrpcRequest(req.headers)
+    const tls = s.backendProtocol === 'GRPCS' ? upstreamTls.settingsFor(s.upstreamTls, headers.host) : undefined
+    if (tls === undefined && s.backendProtocol === 'GRPCS') return sendError(reply, 'INGRESSD_ERR_UPSTREAM_TLS_SECRET', requestId)
+    const session = http2Sessions.session(upstream, tls, s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs)
+    const sentAt = performance.now()
+    const failure = await forwardOverHttp2({
+      req,
+      res,
+      session,
+      scheme: s.backendProtocol === 'GRPCS' ? 'https' : 'http',
+      path,
+      headers,
+      requestId,
+      idleTimeoutMs: s.readTimeoutMs ?? settings.proxyReadTimeoutMs,
+      ...(grpc ? { deadlineMs: parseGrpcTimeout(req.headers['grpc-timeout']) } : {}),
+      extraHeaders: typeof extraHeaders === 'function' ? extraHeaders : () => extraHeaders,
+      onStart: () => {
+        reply.hijack()
+        info.upstreamMs = performance.now() - sentAt
+        metrics?.upstreamDuration.observe(info.upstreamMs / 1000)
+      },
+      onEnd: (bytes) => { info.bytes = bytes }
+    })
+    if (failure === undefined) {
+      health.recordSuccess(upstream)
+      return reply
+    }
+    // A timeout may be the client's deadline: it does not take the endpoint out of rotation.
+    if (failure.code !== 'INGRESSD_ERR_UPSTREAM_TIMEOUT') health.recordFailure(upstream)
+    info.upstreamError = failure.code
+    metrics?.upstreamErrors.inc({ kind: failure.code })
+    reply.log.warn({ err: { code: (failure.error as { code?: string } | undefined)?.code, message: failure.error?.message }, upstream: `${upstream.host}:${upstream.port}` }, 'upstream request failed')
+    if (!failure.started) return sendError(reply, failure.code, requestId)
+    if (grpc) endGrpcWithStatus(res, grpcStatusFor(failure.code), grpcMessageFor(failure.code, requestId))
+    else res.destroy()
+    return reply
   }
 
   /** The catch-all route handler. */
@@ -516,6 +596,15 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const extraHeaders = policyCtx?.responseHeaders === undefined
       ? responseHeaders
       : (status: number) => ({ ...responseHeaders, ...responseHeadersForStatus(policyCtx, status) })
+    // backend-protocol other than HTTP: one property read on the plain path.
+    const protocol = s.backendProtocol
+    if (protocol !== undefined) {
+      if (usesHttp2(protocol)) return await forwardHttp2(reply, s, upstream, resolved.path, headers, extraHeaders, requestId)
+      if (protocol === 'FCGI' || protocol === 'AJP') {
+        reply.ingressd.upstream = undefined
+        return sendError(reply, 'INGRESSD_ERR_BACKEND_PROTOCOL_UNSUPPORTED', requestId)
+      }
+    }
     const hasBody = requestHasBody(req)
     let body: Readable | null = null
     // The upstream attempt in flight, for the send timeout, the body limit and the client's close
@@ -571,7 +660,14 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
     const onClose = (): void => { if (!res.writableFinished) abortUpstream(abortError('the client closed the connection')) }
     res.once('close', onClose)
     const readTimeout = s.readTimeoutMs ?? settings.proxyReadTimeoutMs
-    const agent = agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs)
+    // HTTPS, and AUTO_HTTP from an HTTPS client: TLS to the upstream (upstream-tls.ts).
+    const secureUpstream = protocol !== undefined && (protocol === 'HTTPS' || (protocol === 'AUTO_HTTP' && proto === 'https'))
+    let agent: Agent
+    if (secureUpstream) {
+      const tls = upstreamTls.settingsFor(s.upstreamTls, headers.host)
+      if (tls === undefined) return sendError(reply, 'INGRESSD_ERR_UPSTREAM_TLS_SECRET', requestId)
+      agent = upstreamTls.agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs, tls)
+    } else agent = agentFor(s.connectTimeoutMs ?? settings.proxyConnectTimeoutMs)
     const info = reply.ingressd
     // Tries across endpoints (ingress-nginx's proxy_next_upstream): only a request without a
     // body can be sent again, and only when that cannot do harm: an idempotent one after a
@@ -594,7 +690,7 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
         })
         if (abortReason !== undefined) attempt.abort(abortReason)
         agent.dispatch({
-          origin: origin(target),
+          origin: secureUpstream ? secureOrigin(target) : origin(target),
           path: resolved.path,
           method: req.method as 'GET',
           headers,
@@ -776,6 +872,8 @@ export function createProxy (tables: TableSource, settings: ProxySettings, proto
   async function close (): Promise<void> {
     closeTunnels()
     await Promise.all([...agents.values()].map(a => a.close()))
+    await upstreamTls.close()
+    await http2Sessions.close()
   }
 
   return { handle, handleUpgrade, closeTunnels, close }

@@ -22,7 +22,7 @@ import { SnapshotReader } from './snapshot.js'
 import { RouteCompiler, type IngressReport } from './compile.js'
 import type { AccessSpec } from './policies/access.js'
 import type { PolicyCompiler, PolicyTable } from './policies/chain.js'
-import type { AnnotationProblem } from './policies/policy.js'
+import type { AnnotationProblem, SecretLookup } from './policies/policy.js'
 import { secretLookup } from './secret-material.js'
 import type { RouteTable } from './route-table.js'
 import type { Condition } from '../resources/meta.js'
@@ -102,6 +102,7 @@ export class Reloader {
   private table: RouteTable | undefined
   private sniTable: SniTable | undefined
   private policyTable: PolicyTable | undefined
+  private secretTable: SecretLookup | undefined
   private servedVersion = -1
   private running = false
   private again = false
@@ -144,6 +145,11 @@ export class Reloader {
   }
 
   /** The SNI table compiled with `current`; undefined until then, or without a certificate compiler. */
+  /** The Secrets of the snapshot `current` was compiled from (proxy-ssl-secret is read per request from it). */
+  get secrets (): SecretLookup | undefined {
+    return this.secretTable
+  }
+
   get sni (): SniTable | undefined {
     return this.sniTable
   }
@@ -220,11 +226,13 @@ export class Reloader {
       this.compiles++
       const { table, reports } = this.compiler.compile(read.snapshot, resourceVersion)
       const tls = this.opts.certificates?.compile(read.snapshot, reports, resourceVersion)
-      const policies = this.opts.policies?.compile(reports, secretLookup(read.snapshot))
+      const secrets = secretLookup(read.snapshot)
+      const policies = this.opts.policies?.compile(reports, secrets)
       // The tables swap together: a handshake and the request after it see the same version.
       this.table = table
       if (tls !== undefined) this.sniTable = tls.table
       this.policyTable = policies?.table
+      this.secretTable = secrets
       this.servedVersion = resourceVersion
       this.compiledRoutingVersion = read.routingVersion
       this.compiledEpoch = versions.epoch

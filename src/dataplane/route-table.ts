@@ -5,6 +5,7 @@
  */
 import type { IngressSettings } from '../resources/annotations.js'
 import type { PathType } from '../resources/ingress.js'
+import type { Canary } from './policies/canary.js'
 
 /** Where a backend's requests go: an IP (from Endpoints addresses) or a DNS name (ExternalName). IPv6 addresses are bare, without brackets. */
 export interface Upstream { readonly host: string, readonly port: number }
@@ -40,6 +41,8 @@ export interface Route {
   readonly tls: boolean
   /** True for an ingress's spec.defaultBackend: a host's fallback, or the catch-all (host ''). */
   readonly defaultBackend?: boolean
+  /** A canary ingress with the same host, path and pathType splits this route's traffic (policies/canary.ts). */
+  readonly canary?: Canary
 }
 
 export interface RouteMatch {

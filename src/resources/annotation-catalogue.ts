@@ -29,11 +29,15 @@ const implemented = [
   'cors-allow-credentials', 'cors-max-age',
   'satisfy',
   'permanent-redirect', 'permanent-redirect-code', 'temporal-redirect', 'temporal-redirect-code', 'app-root',
-  'upstream-vhost', 'x-forwarded-prefix',
+  'upstream-vhost', 'x-forwarded-prefix', 'backend-protocol',
+  'proxy-ssl-secret', 'proxy-ssl-verify', 'proxy-ssl-verify-depth', 'proxy-ssl-name', 'proxy-ssl-server-name',
+  'proxy-ssl-protocols', 'proxy-ssl-ciphers',
   'load-balance', 'upstream-hash-by', 'upstream-hash-by-subset', 'upstream-hash-by-subset-size',
   'affinity', 'affinity-mode', 'session-cookie-name', 'session-cookie-path', 'session-cookie-domain',
   'session-cookie-max-age', 'session-cookie-expires', 'session-cookie-samesite',
-  'session-cookie-conditional-samesite-none', 'session-cookie-secure', 'session-cookie-change-on-failure'
+  'session-cookie-conditional-samesite-none', 'session-cookie-secure', 'session-cookie-change-on-failure',
+  'canary', 'canary-weight', 'canary-weight-total', 'canary-by-header', 'canary-by-header-value',
+  'canary-by-header-pattern', 'canary-by-cookie', 'affinity-canary-behavior'
 ]
 
 const noEffect = [
@@ -51,16 +55,14 @@ const denying = [
 const refused = ['configuration-snippet', 'server-snippet', 'auth-snippet', 'modsecurity-snippet', 'stream-snippet']
 
 const ignored = [
-  'server-alias', 'backend-protocol', 'canary', 'canary-by-cookie', 'canary-by-header', 'canary-by-header-pattern',
-  'canary-by-header-value', 'canary-weight', 'canary-weight-total', 'connection-proxy-header', 'custom-http-errors',
+  'server-alias', 'connection-proxy-header', 'custom-http-errors',
   'custom-headers', 'default-backend', 'disable-proxy-intercept-errors', 'fastcgi-index', 'fastcgi-params-configmap',
   'enable-access-log', 'mirror-host', 'mirror-request-body', 'mirror-target', 'enable-opentelemetry',
   'opentelemetry-operation-name', 'opentelemetry-trust-incoming-span', 'proxy-cookie-domain', 'proxy-cookie-path',
   'proxy-http-version', 'proxy-next-upstream', 'proxy-next-upstream-timeout', 'proxy-next-upstream-tries',
-  'proxy-redirect-from', 'proxy-redirect-to', 'proxy-ssl-ciphers', 'proxy-ssl-name', 'proxy-ssl-protocols',
-  'proxy-ssl-secret', 'proxy-ssl-server-name', 'proxy-ssl-verify', 'proxy-ssl-verify-depth', 'limit-rate',
+  'proxy-redirect-from', 'proxy-redirect-to', 'limit-rate',
   'limit-rate-after', 'from-to-www-redirect', 'preserve-trailing-slash', 'ssl-ciphers', 'ssl-prefer-server-ciphers',
-  'ssl-passthrough', 'affinity-canary-behavior', 'session-cookie-partitioned', 'use-port-in-redirects'
+  'ssl-passthrough', 'session-cookie-partitioned', 'use-port-in-redirects'
 ]
 
 function table (): ReadonlyMap<string, AnnotationState> {

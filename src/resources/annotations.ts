@@ -13,6 +13,9 @@ import { parseBalancingAnnotations, type BalancerSpec, type LoadBalanceAlgorithm
 import type { AffinitySpec } from '../dataplane/policies/affinity.js'
 import { parseRedirect, type RedirectSpec } from '../dataplane/policies/redirect.js'
 import { parseUpstreamHeaders, type UpstreamHeadersSpec } from '../dataplane/policies/upstream-headers.js'
+import { UNSUPPORTED_PROTOCOLS, parseBackendProtocol, type BackendProtocol } from '../dataplane/backend-protocol.js'
+import { parseUpstreamTls, type UpstreamTlsSpec } from '../dataplane/upstream-tls.js'
+import { parseCanary, type CanarySpec } from '../dataplane/policies/canary.js'
 
 export { NGINX_PREFIX }
 export type { AnnotationProblem }
@@ -52,6 +55,12 @@ export interface IngressSettings {
   redirect?: RedirectSpec
   /** upstream-vhost, x-forwarded-prefix: the Host and X-Forwarded-Prefix sent upstream */
   upstreamHeaders?: UpstreamHeadersSpec
+  /** backend-protocol, when not HTTP (the plain proxy path has no setting at all) */
+  backendProtocol?: BackendProtocol
+  /** proxy-ssl-verify, -name, -server-name, -verify-depth, -protocols, -ciphers: TLS to an HTTPS or GRPCS upstream */
+  upstreamTls?: UpstreamTlsSpec
+  /** canary: "true" and the canary-* keys: the ingress splits the traffic of a main ingress rather than route (compile.ts) */
+  canary?: CanarySpec
 }
 
 /** What parsing an ingress's annotations gives. */
@@ -159,6 +168,12 @@ const HANDLERS: Record<string, Handler> = {
     s.loadBalance = value
     return undefined
   },
+  'backend-protocol': (value, s) => {
+    const parsed = parseBackendProtocol(value)
+    if ('problem' in parsed) return parsed.problem
+    if (parsed.protocol !== undefined) s.backendProtocol = parsed.protocol
+    return undefined
+  },
   // Accepted with no effect (docs/annotations.md, service-upstream), but a malformed value is refused as ingress-nginx's bool validator refuses it.
   'service-upstream': (value) => parseBoolean(value) === undefined ? BOOLEAN_MESSAGE : undefined
 }
@@ -196,6 +211,13 @@ export function parseIngressAnnotations (annotations: Record<string, string> | u
     const problem = handler(raw, settings)
     if (problem !== undefined) out.problems.push({ key, message: `${problem}, got ${JSON.stringify(raw)}` })
   }
+  // FCGI and AJP are accepted (ingress-nginx speaks them) but not served: the status says so.
+  if (settings.backendProtocol !== undefined && UNSUPPORTED_PROTOCOLS.has(settings.backendProtocol)) {
+    out.ignored.push(`${NGINX_PREFIX}backend-protocol (${settings.backendProtocol}: not served, its paths answer 502 INGRESSD_ERR_BACKEND_PROTOCOL_UNSUPPORTED)`)
+  }
+  const upstreamTls = parseUpstreamTls(name => values.get(name), owner.namespace)
+  out.problems.push(...upstreamTls.problems)
+  if (upstreamTls.spec !== undefined) settings.upstreamTls = upstreamTls.spec
   // A rewrite-target with capture references turns regex paths on, as usesRegexPaths (path-regex.ts) decides on write.
   if (settings.rewriteTarget !== undefined && /\$\d/.test(settings.rewriteTarget)) settings.useRegex = true
   const access = parseAccessAnnotations(name => values.get(name), owner.namespace, `${owner.namespace}/${owner.name}`)
@@ -212,5 +234,8 @@ export function parseIngressAnnotations (annotations: Record<string, string> | u
   const upstreamHeaders = parseUpstreamHeaders(name => values.get(name), settings.rewriteTarget !== undefined)
   out.problems.push(...upstreamHeaders.problems)
   if (upstreamHeaders.spec !== undefined) settings.upstreamHeaders = upstreamHeaders.spec
+  const canary = parseCanary(name => values.get(name))
+  out.problems.push(...canary.problems)
+  if (canary.spec !== undefined) settings.canary = canary.spec
   return out
 }
