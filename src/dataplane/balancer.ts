@@ -139,6 +139,21 @@ function md5 (text: string): string {
   return createHash('md5').update(text).digest('hex')
 }
 
+/** The upstream name ingress-nginx gives a backend (`namespace-service-port`), which its cookies hash. */
+function upstreamName (backend: Pick<Backend, 'namespace' | 'service' | 'port'>): string {
+  return `${backend.namespace}-${backend.service}-${backend.port}`
+}
+
+/** The second half of an affinity cookie for an upstream name, as sticky.lua writes it: md5(md5(name) + name). */
+function stickyKeyOf (name: string): string {
+  return md5(md5(name) + name)
+}
+
+/** The second half of an affinity cookie for a backend (the canary's decision reads it too). */
+export function stickyBackendKey (backend: Pick<Backend, 'namespace' | 'service' | 'port'>): string {
+  return stickyKeyOf(upstreamName(backend))
+}
+
 function randomIndex (n: number): number {
   return Math.floor(Math.random() * n)
 }
@@ -160,7 +175,7 @@ class EndpointSet {
 
   constructor (ids: readonly string[], backend: Backend, previous: EndpointSet | undefined) {
     this.ids = ids
-    this.#name = `${backend.namespace}-${backend.service}-${backend.port}`
+    this.#name = upstreamName(backend)
     if (previous?.ewma !== undefined) this.ewma = carryEwma(previous, ids)
   }
 
@@ -197,7 +212,7 @@ class EndpointSet {
 
   /** The affinity cookie's second half, md5(md5(name) + name), as sticky.lua writes it: which backend the session belongs to. */
   backendKey (): string {
-    this.#backendKey ??= md5(md5(this.#name) + this.#name)
+    this.#backendKey ??= stickyKeyOf(this.#name)
     return this.#backendKey
   }
 }

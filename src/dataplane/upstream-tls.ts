@@ -163,6 +163,8 @@ export class UpstreamTlsConnections {
   readonly #bound = new Map<string, BoundUpstreamTls>()
   readonly #agents = new Map<string, Agent>()
   readonly #materialIds = new WeakMap<SecretMaterial, number>()
+  /** The version (material id) in use per Secret `namespace/name`: a newer one retires the older one's options and agents. */
+  readonly #currentVersion = new Map<string, number>()
   #materials = 0
 
   /** `secrets` reads the Secrets of the table in use (the reloader's). */
@@ -184,6 +186,14 @@ export class UpstreamTlsConnections {
       if (material === undefined || data === undefined || ((data['ca.crt'] ?? '') === '' && ((data['tls.crt'] ?? '') === '' || (data['tls.key'] ?? '') === ''))) return undefined
       let id = this.#materialIds.get(material)
       if (id === undefined) this.#materialIds.set(material, id = ++this.#materials)
+      const ref = `${spec.secret.namespace}/${spec.secret.name}`
+      const previous = this.#currentVersion.get(ref)
+      if (previous !== id) {
+        this.#currentVersion.set(ref, id)
+        // A rotated Secret: its older version's options and warm connections go, so a Secret that
+        // changes every day does not leave an Agent behind each time.
+        if (previous !== undefined) this.#retire(previous)
+      }
       key += ` #${id}`
     }
     let bound = this.#bound.get(key)
@@ -214,6 +224,22 @@ export class UpstreamTlsConnections {
       this.#agents.set(key, agent)
     }
     return agent
+  }
+
+  /** How many Agents are open (for tests: rotations must not accumulate them). */
+  get agentCount (): number {
+    return this.#agents.size
+  }
+
+  /** Drops the options and closes the Agents built from one Secret version (requests in flight finish first). */
+  #retire (id: number): void {
+    const suffix = ` #${id}`
+    for (const key of [...this.#bound.keys()]) if (key.endsWith(suffix)) this.#bound.delete(key)
+    for (const [key, agent] of [...this.#agents]) {
+      if (!key.endsWith(suffix)) continue
+      this.#agents.delete(key)
+      agent.close().catch(() => {})
+    }
   }
 
   async close (): Promise<void> {

@@ -214,3 +214,23 @@ t.test('proxy-ssl-* values are checked on write (422 naming the key)', async t =
   t.match(parsed.settings.upstreamTls, { verify: true, verifyDepth: 2, serverName: false, minVersion: 'TLSv1.2', maxVersion: 'TLSv1.3' })
   t.equal(parseIngressAnnotations({}).settings.upstreamTls, undefined, 'nothing for an ingress without these keys')
 })
+
+t.test('a rotated proxy-ssl-secret retires the older version\'s options and agent, so rotations do not accumulate them', async t => {
+  const { UpstreamTlsConnections, DEFAULT_UPSTREAM_TLS } = await import('../../src/dataplane/upstream-tls.js')
+  const ca = await issue({ subject: 'Rotation CA', ca: true })
+  let material = { type: 'Opaque', data: { 'ca.crt': ca.cert } }
+  const connections = new UpstreamTlsConnections(() => (namespace, name) => namespace === 'default' && name === 'rotating' ? material : undefined)
+  const spec = { ...DEFAULT_UPSTREAM_TLS, key: 'rotating', secret: { namespace: 'default', name: 'rotating' } }
+  t.teardown(async () => await connections.close())
+  const first = connections.settingsFor(spec, 'upstream.example.com')
+  t.ok(first, 'options for the first version')
+  const firstAgent = connections.agentFor(5000, first as NonNullable<typeof first>)
+  t.equal(connections.agentFor(5000, first as NonNullable<typeof first>), firstAgent, 'reused while the Secret is unchanged')
+  for (let i = 0; i < 5; i++) {
+    material = { type: 'Opaque', data: { 'ca.crt': ca.cert } }
+    const bound = connections.settingsFor(spec, 'upstream.example.com')
+    connections.agentFor(5000, bound as NonNullable<typeof bound>)
+  }
+  t.equal(connections.agentCount, 1, 'one agent after five rotations')
+  t.ok(firstAgent.closed, 'the first version\'s agent is closed')
+})

@@ -13,13 +13,12 @@
  * A canary ingress is not a route of its own: its backend becomes the alternative backend of the
  * main route, which keeps its own location settings (rewrites, redirects, access control).
  */
-import { createHash } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import safeRegex from 'safe-regex2'
 import type { AnnotationProblem, AnnotationReader, FamilyParse } from './policy.js'
 import { NGINX_PREFIX } from '../../resources/annotation-prefix.js'
 import { readCookie } from './affinity.js'
-import type { BalancerSpec } from '../balancer.js'
+import { stickyBackendKey, type BalancerSpec } from '../balancer.js'
 import type { Backend, Route, RouteMatch } from '../route-table.js'
 
 export const CANARY_KEYS = [
@@ -125,19 +124,6 @@ export interface Canary {
   readonly mainSticky?: StickyCookie
   /** The canary's affinity cookie: a client pinned to the canary stays there. */
   readonly canarySticky?: StickyCookie
-}
-
-function md5 (text: string): string {
-  return createHash('md5').update(text).digest('hex')
-}
-
-/**
- * The second half of an affinity cookie for a backend, as sticky.lua writes it (and balancer.ts's
- * EndpointSet.backendKey: the two must agree, which the canary tests check end to end).
- */
-function stickyBackendKey (backend: Backend): string {
-  const name = `${backend.namespace}-${backend.service}-${backend.port}`
-  return md5(md5(name) + name)
 }
 
 function stickyCookie (balancer: BalancerSpec | undefined, backend: Backend): StickyCookie | undefined {
