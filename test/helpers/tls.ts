@@ -101,11 +101,12 @@ export interface IssuedCertificate {
 }
 
 /**
- * Issues an EC P-256 certificate for client-certificate tests: `subject` as written in RFC 4514
- * form, most general first as it is encoded ('C=US, O=Example, CN=client'); signed by `issuer`,
- * else self-signed. A CA (`ca: true`) can sign others; a leaf is for client authentication.
+ * Issues an EC P-256 certificate: `subject` as written in RFC 4514 form, most general first as it
+ * is encoded ('C=US, O=Example, CN=client'); signed by `issuer`, else self-signed. A CA
+ * (`ca: true`) can sign others; a leaf is for client authentication, and with `names` for server
+ * authentication too, naming them (DNS names and IPv4 addresses) as subjectAltName.
  */
-export async function issueCertificate (opts: { subject: string, issuer?: IssuedCertificate, ca?: boolean, notBefore?: Date, notAfter?: Date }): Promise<IssuedCertificate> {
+export async function issueCertificate (opts: { subject: string, issuer?: IssuedCertificate, ca?: boolean, names?: string[], notBefore?: Date, notAfter?: Date }): Promise<IssuedCertificate> {
   const x509 = await import('@peculiar/x509')
   const { webcrypto, createPrivateKey, KeyObject, randomBytes } = await import('node:crypto')
   const subtle = webcrypto.subtle
@@ -117,7 +118,12 @@ export async function issueCertificate (opts: { subject: string, issuer?: Issued
     : await subtle.importKey('pkcs8', createPrivateKey(opts.issuer.key).export({ type: 'pkcs8', format: 'der' }), algorithm, false, ['sign'])
   const extensions: InstanceType<typeof x509.Extension>[] = opts.ca === true
     ? [new x509.BasicConstraintsExtension(true, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true)]
-    : [new x509.BasicConstraintsExtension(false, undefined, true), new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true), new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth])]
+    : [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension(opts.names === undefined ? [x509.ExtendedKeyUsage.clientAuth] : [x509.ExtendedKeyUsage.serverAuth, x509.ExtendedKeyUsage.clientAuth]),
+        ...(opts.names === undefined ? [] : [new x509.SubjectAlternativeNameExtension(opts.names.map(n => /^[\d.]+$/.test(n) ? { type: 'ip' as const, value: n } : { type: 'dns' as const, value: n }))])
+      ]
   extensions.push(await x509.SubjectKeyIdentifierExtension.create(keys.publicKey, false, webcrypto))
   if (issuerCert !== undefined) extensions.push(await x509.AuthorityKeyIdentifierExtension.create(issuerCert.publicKey, false, webcrypto))
   const notBefore = opts.notBefore ?? new Date(Date.now() - 60_000)
