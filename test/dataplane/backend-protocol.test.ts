@@ -10,8 +10,8 @@ import type { TLSSocket } from 'node:tls'
 import t from 'tap'
 import { request } from 'undici'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
-import { apply, serviceManifests } from '../helpers/backends.js'
-import { startOrigin, type Origin } from '../helpers/origin.js'
+import { apply, serviceManifests, annotatedIngress, loopbackEndpoint } from '../helpers/backends.js'
+import { startOrigin } from '../helpers/origin.js'
 import { httpsGet, type IssuedCertificate } from '../helpers/tls.js'
 import { issueServerCertificate as issue } from '../helpers/server-certificate.js'
 import { parseIngressAnnotations } from '../../src/resources/annotations.js'
@@ -39,16 +39,8 @@ async function startHttpsOrigin (t: Closable, pem: IssuedCertificate, opts: { ca
   return { port: (server.address() as AddressInfo).port, seen }
 }
 
-function ingress (name: string, host: string, service: string, annotations: Record<string, string>): unknown {
-  return {
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'Ingress',
-    metadata: { name, annotations },
-    spec: { rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service, port: { number: 8080 } } } }] } }] }
-  }
-}
-
-const at = (port: number): Origin => ({ host: '127.0.0.1', port } as unknown as Origin)
+const ingress = annotatedIngress
+const at = loopbackEndpoint
 
 async function get (gw: TestGateway, host: string, path = '/'): Promise<{ status: number, text: string, json: any }> {
   const res = await request(`${gw.http}${path}`, { headers: { host } })

@@ -12,10 +12,9 @@ import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { request } from 'undici'
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js'
-import { apply, serviceManifests } from '../helpers/backends.js'
+import { apply, serviceManifests, annotatedIngress, loopbackEndpoint } from '../helpers/backends.js'
 import { issueCertificate } from '../helpers/tls.js'
 import { issueServerCertificate } from '../helpers/server-certificate.js'
-import type { Origin } from '../helpers/origin.js'
 import { encodeGrpcMessage, grpcStatusFor, isGrpcRequest, parseGrpcTimeout } from '../../src/dataplane/grpc.js'
 
 const P = 'nginx.ingress.kubernetes.io/'
@@ -122,16 +121,8 @@ async function unary (client: Record<string, any>, req: Partial<EchoRequest>, md
   })
 }
 
-function ingress (name: string, host: string, service: string, annotations: Record<string, string>): unknown {
-  return {
-    apiVersion: 'networking.k8s.io/v1',
-    kind: 'Ingress',
-    metadata: { name, annotations },
-    spec: { rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service, port: { number: 8080 } } } }] } }] }
-  }
-}
-
-const at = (port: number): Origin => ({ host: '127.0.0.1', port } as unknown as Origin)
+const ingress = annotatedIngress
+const at = loopbackEndpoint
 
 /** A raw HTTP/2 gRPC call to the gateway: the response's headers and trailers, for what grpc-js would hide. */
 async function rawGrpc (gw: TestGateway, host: string, headers: Record<string, string> = {}): Promise<{ headers: IncomingHttpHeaders, trailers: IncomingHttpHeaders | undefined, ms: number }> {

@@ -24,3 +24,18 @@ export async function apply (gw: TestGateway, manifests: unknown[]): Promise<voi
   const res = await gw.api('POST', '/apply', manifests)
   if (res.status !== 200) throw new Error(`apply failed: ${res.status} ${res.text}`)
 }
+
+/** An Ingress routing every path of `host` to `service` port 8080 (what serviceManifests makes), with `annotations`. */
+export function annotatedIngress (name: string, host: string, service: string, annotations: Record<string, string>): unknown {
+  return {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'Ingress',
+    metadata: { name, annotations },
+    spec: { rules: [{ host, http: { paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: service, port: { number: 8080 } } } }] } }] }
+  }
+}
+
+/** An endpoint on loopback at `port`, for serviceManifests, when the server there is not an Origin. */
+export function loopbackEndpoint (port: number): Origin {
+  return { host: '127.0.0.1', port } as unknown as Origin
+}
